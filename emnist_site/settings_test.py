@@ -1,0 +1,29 @@
+"""Settings for pytest: the real settings with the test database chosen by TEST_DATABASE_URL.
+
+Unset: SQLite in a file (not in memory) so that a Celery worker subprocess started by a
+test sees the same rows. Set (postgres://postgres@127.0.0.1:5432/emnist_test): PostgreSQL.
+"""
+
+import os
+
+if os.environ.get("TEST_DATABASE_URL"):
+    os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
+else:
+    os.environ.pop("DATABASE_URL", None)
+# The test process runs tasks eagerly unless a test explicitly points Celery at Redis.
+os.environ.pop("CELERY_BROKER_URL", None)
+os.environ.pop("CELERY_RESULT_BACKEND", None)
+os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
+
+from emnist_site.settings import *  # noqa: E402, F403
+from emnist_site.settings import BASE_DIR, DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")}
+
+SUBMISSION_WAIT_SECONDS = 0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -1,0 +1,326 @@
+"""REST API under /api/v1/: thin interfaces that parse, call one service or selector, answer."""
+
+import base64
+import binascii
+import io
+import re
+import time
+import uuid
+import zipfile
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from recognition import selectors, services
+from recognition.errors import ImageTooLarge, InvalidImage, RecognitionError
+from recognition.labels import labels
+from recognition.models import Submission
+
+CLIENT_ID_KEY = "client_id"
+_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
+
+
+def exception_handler(exc, context):
+    """Domain errors become {"detail", "code"} with their status; DRF's own get a code too."""
+    if isinstance(exc, RecognitionError):
+        return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data.setdefault("code", getattr(response.data["detail"], "code", "error"))
+    return response
+
+
+def client_id_get(request, *, create: bool = False) -> str:
+    """The anonymous visitor's identity, kept in their session."""
+    client_id = request.session.get(CLIENT_ID_KEY, "")
+    if not client_id and create:
+        client_id = uuid.uuid4().hex
+        request.session[CLIENT_ID_KEY] = client_id
+    return client_id
+
+
+def input28_data_url(submission: Submission) -> str:
+    from PIL import Image
+
+    array = np.frombuffer(bytes(submission.input28), dtype=np.uint8).reshape(28, 28)
+    buffer = io.BytesIO()
+    # EMNIST stores images transposed; .T is upright for people.
+    Image.fromarray(np.ascontiguousarray(array.T), mode="L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class PredictionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class CorrectionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    label = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class SubmissionOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    source = serializers.CharField()
+    predicted_label = serializers.CharField()
+    confidence = serializers.FloatField(allow_null=True)
+    top_k = PredictionSerializer(many=True)
+    model_version = serializers.IntegerField(source="model_version_id", allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField()
+    input_image = serializers.SerializerMethodField(help_text="The 28x28 image the model saw, upright, as a PNG data URL.")
+    correction = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    predicted_at = serializers.DateTimeField(allow_null=True)
+
+    def get_url(self, obj) -> str:
+        return reverse("api:submission-detail", kwargs={"submission_id": obj.id})
+
+    def get_input_image(self, obj) -> str:
+        return input28_data_url(obj)
+
+    def get_correction(self, obj) -> dict | None:
+        corrections = sorted(obj.corrections.all(), key=lambda c: c.created_at, reverse=True)
+        return CorrectionOutputSerializer(corrections[0]).data if corrections else None
+
+
+def _submission_response(submission: Submission, *, status_code: int) -> Response:
+    return Response(SubmissionOutputSerializer(submission).data, status=status_code)
+
+
+class SubmissionCreateApi(APIView):
+    parser_classes = [MultiPartParser, JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        image_base64 = serializers.CharField(
+            help_text="A base64 image, optionally as a data URL (data:image/png;base64,...)."
+        )
+        content_type = serializers.CharField(required=False, help_text="Defaults to the data URL's type, else image/png.")
+        strokes = serializers.JSONField(required=False, allow_null=True, help_text="[[[x, y, t], ...], ...]")
+        source = serializers.ChoiceField(choices=Submission.Source.choices, required=False)
+
+    @extend_schema(
+        request={
+            "application/json": InputSerializer,
+            "multipart/form-data": inline_serializer(
+                "SubmissionUpload",
+                {
+                    "image": serializers.FileField(),
+                    "strokes": serializers.CharField(required=False, help_text="JSON"),
+                    "source": serializers.ChoiceField(choices=Submission.Source.choices, required=False),
+                },
+            ),
+        },
+        responses={
+            201: SubmissionOutputSerializer,
+            202: OpenApiResponse(SubmissionOutputSerializer, description="Queued; poll `url`."),
+            400: OpenApiResponse(description="Not an image, blank, malformed base64 or strokes."),
+            413: OpenApiResponse(description="Image over 10 MiB or over 4096 px a side."),
+            415: OpenApiResponse(description="Unsupported content type."),
+        },
+    )
+    def post(self, request):
+        # Refuse an oversized body before parsing it into memory.
+        max_bytes = services.submissions.image_max_bytes()
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > max_bytes * 4 // 3 + 64 * 1024:
+            raise ImageTooLarge(f"Request too large: {int(length)} bytes; images may be at most {max_bytes} bytes.")
+
+        if request.content_type.startswith("multipart/"):
+            image, content_type, strokes, source = self._from_multipart(request, max_bytes)
+        else:
+            image, content_type, strokes, source = self._from_json(request, max_bytes)
+
+        submission = services.submission_create(
+            image=image,
+            content_type=content_type,
+            source=source,
+            strokes=strokes,
+            owner=request.user,
+            client_id="" if request.user.is_authenticated else client_id_get(request, create=True),
+        )
+        submission = _wait_for_prediction(submission, settings.SUBMISSION_WAIT_SECONDS)
+        if submission.status == Submission.Status.PENDING:
+            response = _submission_response(submission, status_code=status.HTTP_202_ACCEPTED)
+            response["Location"] = response.data["url"]
+            return response
+        return _submission_response(submission, status_code=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _from_multipart(request, max_bytes):
+        upload = request.FILES.get("image")
+        if upload is None:
+            raise InvalidImage("Send the image as the multipart field `image`.")
+        if upload.size > max_bytes:
+            raise ImageTooLarge(f"Image too large: {upload.size} bytes, the limit is {max_bytes}.")
+        strokes = request.data.get("strokes")
+        if strokes:
+            import json
+
+            try:
+                strokes = json.loads(strokes)
+            except ValueError:
+                raise serializers.ValidationError({"strokes": ["Not valid JSON."]}) from None
+        source = request.data.get("source") or Submission.Source.UPLOAD
+        return upload.read(), (upload.content_type or "").split(";")[0].strip().lower(), strokes or None, source
+
+    def _from_json(self, request, max_bytes):
+        if not isinstance(request.data, dict):
+            raise serializers.ValidationError({"detail": "Expected a JSON object."})
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        text = data["image_base64"].strip()
+        content_type = data.get("content_type", "image/png")
+        match = _DATA_URL.match(text)
+        if match:
+            content_type = data.get("content_type", match["type"])
+            text = text[match.end() :]
+        if len(text) * 3 // 4 > max_bytes + 3:
+            raise ImageTooLarge(f"Image too large: over {max_bytes} bytes.")
+        try:
+            image = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImage("image_base64 is not valid base64.") from None
+        return image, content_type.lower(), data.get("strokes"), data.get("source", Submission.Source.API)
+
+
+def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
+    """Poll the row briefly: most predictions take milliseconds once a worker is warm."""
+    deadline = time.monotonic() + seconds
+    submission.refresh_from_db()
+    while submission.status == Submission.Status.PENDING and time.monotonic() < deadline:
+        time.sleep(0.05)
+        submission.refresh_from_db()
+    return submission
+
+
+class SubmissionPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class SubmissionListApi(APIView):
+    @extend_schema(responses=SubmissionOutputSerializer(many=True))
+    def get(self, request):
+        submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
+        paginator = SubmissionPagination()
+        page = paginator.paginate_queryset(submissions.defer("image"), request, view=self)
+        return paginator.get_paginated_response(SubmissionOutputSerializer(page, many=True).data)
+
+
+class SubmissionDetailApi(APIView):
+    @extend_schema(responses={200: SubmissionOutputSerializer, 404: OpenApiResponse(description="Not yours or not there.")})
+    def get(self, request, submission_id):
+        submission = selectors.submission_get_visible(
+            submission_id=submission_id, user=request.user, client_id=client_id_get(request)
+        )
+        return _submission_response(submission, status_code=status.HTTP_200_OK)
+
+
+class SubmissionCorrectionApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        label = serializers.CharField(max_length=10, help_text="The right answer: one of the 62 labels.")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: CorrectionOutputSerializer, 400: OpenApiResponse(description="Unknown label."), 404: OpenApiResponse(description="Not yours or not there.")},
+    )
+    def post(self, request, submission_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        submission = selectors.submission_get_visible(
+            submission_id=submission_id, user=request.user, client_id=client_id_get(request)
+        )
+        correction = services.correction_create(submission=submission, label=serializer.validated_data["label"])
+        return Response(CorrectionOutputSerializer(correction).data, status=status.HTTP_201_CREATED)
+
+
+class LabelListApi(APIView):
+    @extend_schema(responses=inline_serializer("Labels", {"labels": serializers.ListField(child=serializers.CharField())}))
+    def get(self, request):
+        return Response({"labels": list(labels())})
+
+
+class ModelVersionListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        status = serializers.CharField()
+        parent = serializers.IntegerField(source="parent_id", allow_null=True)
+        metrics = serializers.JSONField()
+        training_summary = serializers.JSONField()
+        gate_results = serializers.JSONField()
+        created_at = serializers.DateTimeField()
+        activated_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request):
+        return Response(self.OutputSerializer(selectors.model_version_list(), many=True).data)
+
+
+def _check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return {"ok": True, "detail": connection.vendor}
+
+
+def _check_broker() -> dict:
+    from emnist_site.celery import app
+
+    if app.conf.task_always_eager:
+        return {"ok": True, "detail": "eager: tasks run in the web process"}
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)
+    return {"ok": True, "detail": conn.as_uri()}
+
+
+def _check_model() -> dict:
+    """The active version's file exists and is a Keras archive. Loading it here would import
+    TensorFlow into the web process, which only the eager default does anyway."""
+    from recognition.services.predictors import predictor_loaded_version_id
+
+    version = selectors.model_version_get_active()
+    if version is None:
+        return {"ok": False, "detail": "no active model version"}
+    path = services.model_version_path(version)
+    if not path.is_file():
+        return {"ok": False, "detail": f"model file missing: {version.file_path}"}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                return {"ok": False, "detail": f"{version.file_path} is not a Keras archive"}
+    except zipfile.BadZipFile:
+        return {"ok": False, "detail": f"{version.file_path} is not a Keras archive"}
+    return {"ok": True, "detail": version.name, "loaded_here": predictor_loaded_version_id() == version.id}
+
+
+class HealthApi(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    def get(self, request):
+        checks = {}
+        for name, check in (("database", _check_database), ("broker", _check_broker), ("model", _check_model)):
+            try:
+                checks[name] = check()
+            except Exception as exc:  # noqa: BLE001 - report any failure as unhealthy
+                checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        healthy = all(c["ok"] for c in checks.values())
+        return Response({"ok": healthy, "checks": checks}, status=200 if healthy else 503)
+
+
+class SubmissionCollectionApi(SubmissionCreateApi, SubmissionListApi):
+    """/api/v1/submissions: GET lists yours (paginated), POST creates one."""

@@ -1,0 +1,17 @@
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from recognition.services import model_version_register_shipped
+
+
+class Command(BaseCommand):
+    help = "Migrate the database and register the shipped model as the first active version (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-migrate", action="store_true", help="Skip `migrate`.")
+
+    def handle(self, *args, no_migrate=False, **options):
+        if not no_migrate:
+            call_command("migrate", interactive=False, verbosity=options["verbosity"])
+        version = model_version_register_shipped()
+        self.stdout.write(f"Model version: {version.name} ({version.status}) -> {version.file_path}")

@@ -1,0 +1,142 @@
+"""Rows: fields, choices, constraints and small properties. Workflows live in services."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate"
+        ACTIVE = "active"
+        RETIRED = "retired"
+        REJECTED = "rejected"
+
+    name = models.CharField(max_length=100, unique=True)
+    # Relative paths are resolved against the repository root (the shipped model) or are
+    # absolute (retrained models under MODEL_DIR).
+    file_path = models.CharField(max_length=500)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    metrics = models.JSONField(default=dict, blank=True)
+    training_summary = models.JSONField(default=dict, blank=True)
+    gate_results = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # The database, not the code, guarantees there is never more than one active model.
+            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="one_active_model_version"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.status})"
+
+    @property
+    def top1(self):
+        return (self.metrics.get("validation") or {}).get("top1")
+
+
+class Submission(models.Model):
+    class Source(models.TextChoices):
+        CANVAS = "canvas"
+        UPLOAD = "upload"
+        API = "api"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PREDICTED = "predicted"
+        FAILED = "failed"
+
+    # A random id: poll URLs must not let one visitor guess another's submissions.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.BinaryField()
+    content_type = models.CharField(max_length=50)
+    strokes = models.JSONField(null=True, blank=True)
+    # The uint8 28x28 array the model sees (EMNIST orientation), 784 bytes.
+    input28 = models.BinaryField()
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="submissions"
+    )
+    # Anonymous visitors are identified by a random id kept in their session.
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    predicted_label = models.CharField(max_length=1, blank=True, default="")
+    confidence = models.FloatField(null=True, blank=True)
+    top_k = models.JSONField(default=list, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="submissions"
+    )
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    predicted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="submission_owner_recent"),
+            models.Index(fields=["client_id", "-created_at"], name="submission_client_recent"),
+            models.Index(fields=["status", "-created_at"], name="submission_status_recent"),
+            models.Index(fields=["predicted_label"], name="submission_label"),
+            models.Index(fields=["created_at"], name="submission_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.id} {self.status} {self.predicted_label}"
+
+
+class Correction(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="corrections")
+    label = models.CharField(max_length=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_corrections"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submission"], condition=Q(status="pending"), name="one_open_correction_per_submission"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="correction_status_recent")]
+
+    def __str__(self):
+        return f"{self.submission_id} -> {self.label} ({self.status})"
+
+
+class TrainingRun(models.Model):
+    class Reason(models.TextChoices):
+        SCHEDULED = "scheduled"
+        MANUAL = "manual"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    log = models.TextField(blank=True, default="")
+    result = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

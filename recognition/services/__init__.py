@@ -1,0 +1,20 @@
+"""Every workflow that writes. Interfaces (APIs, admin, tasks, views) call these."""
+
+from recognition.services.corrections import correction_create, correction_review
+from recognition.services.model_versions import (
+    model_version_activate,
+    model_version_path,
+    model_version_register_shipped,
+)
+from recognition.services.submissions import submission_create, submission_fail, submission_predict
+
+__all__ = [
+    "correction_create",
+    "correction_review",
+    "model_version_activate",
+    "model_version_path",
+    "model_version_register_shipped",
+    "submission_create",
+    "submission_fail",
+    "submission_predict",
+]

@@ -1,0 +1,26 @@
+"""Celery tasks: take ids, call one service. No TensorFlow import here."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from recognition import services
+
+
+@shared_task(
+    name="recognition.tasks.predict_submission",
+    acks_late=True,
+    # A worker killed mid-task puts the message back instead of dropping the submission.
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def predict_submission(submission_id: str) -> str | None:
+    try:
+        submission = services.submission_predict(submission_id=submission_id)
+    except OperationalError:
+        raise  # the database is unreachable: retry later
+    except Exception as exc:
+        services.submission_fail(submission_id=submission_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
+        raise
+    return submission.status if submission else None

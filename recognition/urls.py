@@ -1,0 +1,17 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from recognition import apis
+
+app_name = "api"
+
+urlpatterns = [
+    path("submissions", apis.SubmissionCollectionApi.as_view(), name="submissions"),
+    path("submissions/<str:submission_id>", apis.SubmissionDetailApi.as_view(), name="submission-detail"),
+    path("submissions/<str:submission_id>/correction", apis.SubmissionCorrectionApi.as_view(), name="submission-correction"),
+    path("labels", apis.LabelListApi.as_view(), name="label-list"),
+    path("model-versions", apis.ModelVersionListApi.as_view(), name="model-version-list"),
+    path("health", apis.HealthApi.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

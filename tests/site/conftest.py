@@ -1,0 +1,123 @@
+"""Fixtures for the site tests: a tiny model, personas, images, and service probes."""
+
+import io
+import os
+import socket
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from PIL import Image, ImageDraw
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from recognition.models import ModelVersion
+
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_service(name: str, available: bool, hint: str) -> None:
+    """Skip when a service is missing, unless REQUIRE_SERVICES=1 (CI), where missing fails."""
+    if available:
+        return
+    message = f"{name} is not available ({hint})"
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message}; REQUIRE_SERVICES=1 forbids skipping")
+    pytest.skip(message)
+
+
+def tcp_open(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url():
+    require_service("Redis", tcp_open(REDIS_TEST_URL, 6379), f"start redis or set TEST_REDIS_URL; tried {REDIS_TEST_URL}")
+    return REDIS_TEST_URL
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A small untrained 62-class model with the shipped architecture: fast to build and load."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ml.model import build_model
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    build_model(width=4, dense=16).save(path)
+    return path
+
+
+@pytest.fixture
+def active_model(db, tiny_model_path):
+    return ModelVersion.objects.create(name="tiny", file_path=str(tiny_model_path), status=ModelVersion.Status.ACTIVE)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def canvas_png(size: int = 280, blank: bool = False) -> bytes:
+    """What canvas.toBlob sends: transparent background, ink in alpha."""
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    if not blank:
+        draw = ImageDraw.Draw(image)
+        draw.line([(size * 0.5, size * 0.15), (size * 0.5, size * 0.85)], fill=(0, 0, 0, 255), width=size // 14)
+        draw.line([(size * 0.3, size * 0.3), (size * 0.5, size * 0.15)], fill=(0, 0, 0, 255), width=size // 14)
+    return png_bytes(image)
+
+
+@pytest.fixture
+def drawing():
+    return canvas_png()
+
+
+@pytest.fixture
+def user_factory(db):
+    def make(username: str, *, staff: bool = False):
+        return get_user_model().objects.create_user(username=username, password="pw", is_staff=staff)
+
+    return make
+
+
+@pytest.fixture
+def alice(user_factory):
+    return user_factory("alice")
+
+
+@pytest.fixture
+def bob(user_factory):
+    return user_factory("bob")
+
+
+@pytest.fixture
+def staff(user_factory):
+    return user_factory("stella", staff=True)
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def anon():
+    """An anonymous visitor with their own session cookie jar."""
+    return APIClient()
+
+
+@pytest.fixture
+def other_anon():
+    return APIClient()
+
+
+def upright(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array).T

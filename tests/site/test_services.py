@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+
+from ml.data import CLASSES
+from recognition import services
+from recognition.errors import BlankImage, InvalidImage, InvalidStrokes, UnknownLabel, UnsupportedImageType
+from recognition.models import Correction, ModelVersion, Submission
+from recognition.selectors import model_version_get_active
+from tests.site.conftest import canvas_png
+
+pytestmark = pytest.mark.django_db
+
+
+def test_submission_create_stores_the_28x28_and_predicts_on_commit(active_model, drawing, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        submission = services.submission_create(image=drawing, content_type="image/png", source="canvas", strokes=[[[1, 2], [3, 4.5]]])
+    assert len(callbacks) == 1
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.PREDICTED
+    assert submission.predicted_label in CLASSES
+    assert len(submission.top_k) == 5
+    assert submission.top_k[0]["label"] == submission.predicted_label
+    probs = [p["probability"] for p in submission.top_k]
+    assert probs == sorted(probs, reverse=True)
+    assert submission.model_version == active_model
+    assert submission.latency_ms is not None and submission.attempts == 1
+    image = np.frombuffer(bytes(submission.input28), dtype=np.uint8)
+    assert image.shape == (784,) and image.max() > 0
+
+
+def test_nothing_is_queued_when_the_transaction_rolls_back(active_model, drawing, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                services.submission_create(image=drawing, content_type="image/png")
+                raise RuntimeError("boom")
+    assert callbacks == []
+    assert Submission.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("image", "content_type", "error"),
+    [
+        (b"not an image at all", "image/png", InvalidImage),
+        (canvas_png()[:200], "image/png", InvalidImage),
+        (canvas_png(blank=True), "image/png", BlankImage),
+        (canvas_png(), "application/pdf", UnsupportedImageType),
+    ],
+    ids=["garbage", "truncated", "blank", "pdf"],
+)
+def test_submission_create_rejects_bad_images_and_stores_nothing(image, content_type, error):
+    with pytest.raises(error):
+        services.submission_create(image=image, content_type=content_type)
+    assert Submission.objects.count() == 0
+
+
+def test_submission_create_rejects_malformed_strokes(drawing):
+    with pytest.raises(InvalidStrokes):
+        services.submission_create(image=drawing, content_type="image/png", strokes=[["x", "y"]])
+    assert Submission.objects.count() == 0
+
+
+def test_prediction_is_idempotent_for_a_redelivered_task(active_model, drawing, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = services.submission_create(image=drawing, content_type="image/png")
+    again = services.submission_predict(submission_id=str(submission.id))
+    assert again.attempts == 1 and again.status == Submission.Status.PREDICTED
+
+
+def test_a_missing_model_file_marks_the_submission_failed_with_the_reason(drawing, django_capture_on_commit_callbacks):
+    ModelVersion.objects.create(name="gone", file_path="/nonexistent/model.keras", status="active")
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = services.submission_create(image=drawing, content_type="image/png")
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.FAILED
+    assert "not found" in submission.error
+
+
+def test_no_active_model_marks_the_submission_failed(drawing, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = services.submission_create(image=drawing, content_type="image/png")
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.FAILED and "No active model" in submission.error
+
+
+def test_the_database_refuses_a_second_active_model_version(active_model):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelVersion.objects.create(name="second", file_path="x.keras", status="active")
+
+
+def test_activating_a_version_retires_the_previous_one(active_model, tiny_model_path):
+    newer = ModelVersion.objects.create(name="newer", file_path=str(tiny_model_path))
+    services.model_version_activate(model_version=newer)
+    active_model.refresh_from_db()
+    assert active_model.status == ModelVersion.Status.RETIRED
+    assert model_version_get_active() == newer
+
+
+def test_workers_switch_to_a_newly_activated_model_without_restart(active_model, tiny_model_path, drawing, django_capture_on_commit_callbacks):
+    newer = ModelVersion.objects.create(name="newer", file_path=str(tiny_model_path))
+    services.model_version_activate(model_version=newer)
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = services.submission_create(image=drawing, content_type="image/png")
+    submission.refresh_from_db()
+    assert submission.model_version == newer
+
+
+def test_setup_site_registers_the_shipped_model_as_the_first_active_version():
+    call_command("setup_site", "--no-migrate")
+    call_command("setup_site", "--no-migrate")  # idempotent
+    version = ModelVersion.objects.get()
+    assert version.status == ModelVersion.Status.ACTIVE
+    assert version.file_path == "ml/artifacts/emnist_cnn.keras"
+
+
+def test_setup_site_leaves_an_already_active_version_active(active_model):
+    call_command("setup_site", "--no-migrate")
+    assert model_version_get_active() == active_model
+    assert ModelVersion.objects.count() == 2
+
+
+def test_a_second_correction_click_replaces_the_open_one(active_model, drawing):
+    submission = services.submission_create(image=drawing, content_type="image/png")
+    services.correction_create(submission=submission, label="7")
+    services.correction_create(submission=submission, label="T")
+    assert list(Correction.objects.values_list("label", "status")) == [("T", "pending")]
+
+
+def test_correction_create_rejects_an_unknown_label(drawing):
+    submission = services.submission_create(image=drawing, content_type="image/png")
+    with pytest.raises(UnknownLabel):
+        services.correction_create(submission=submission, label="?")
+    assert Correction.objects.count() == 0
+
+
+def test_review_records_who_and_when_and_skips_already_reviewed(drawing, staff, bob):
+    submission = services.submission_create(image=drawing, content_type="image/png")
+    correction = services.correction_create(submission=submission, label="1")
+    assert services.correction_review(correction_ids=[correction.id], reviewer=staff, status="approved") == 1
+    assert services.correction_review(correction_ids=[correction.id], reviewer=bob, status="rejected") == 0
+    correction.refresh_from_db()
+    assert (correction.status, correction.reviewer, correction.reviewed_at is not None) == ("approved", staff, True)
