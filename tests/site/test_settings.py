@@ -1,0 +1,51 @@
+"""Settings are read from the environment and fail fast: each case runs a fresh interpreter."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRINT = (
+    "import django; from django.conf import settings; django.setup();"
+    "from emnist_site.celery import app;"
+    "print(settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['NAME'], app.conf.task_always_eager)"
+)
+
+
+def run_settings(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DEBUG", "SECRET_KEY")}
+    clean.update(env, DJANGO_SETTINGS_MODULE="emnist_site.settings")
+    return subprocess.run([sys.executable, "-c", PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+def test_with_nothing_set_it_uses_sqlite_and_eager_tasks():
+    result = run_settings()
+    assert result.returncode == 0, result.stderr
+    engine, name, eager = result.stdout.split()
+    assert engine.endswith("sqlite3") and name.endswith("db.sqlite3") and eager == "True"
+
+
+def test_database_and_broker_urls_switch_to_postgresql_and_redis():
+    result = run_settings(DATABASE_URL="postgres://u:p@db:5432/emnist", CELERY_BROKER_URL="redis://redis:6379/0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django.db.backends.postgresql", "emnist", "False"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL must start with"),
+        ({"DATABASE_URL": "postgres://u@h:notaport/db"}, "malformed port"),
+        ({"CELERY_BROKER_URL": "localhost:6379"}, "CELERY_BROKER_URL must be a redis:// URL"),
+        ({"DEBUG": "maybe"}, "DEBUG must be a boolean"),
+        ({"SUBMISSION_WAIT_SECONDS": "soon"}, "SUBMISSION_WAIT_SECONDS must be a number"),
+        ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
+    ],
+    ids=["scheme", "port", "broker", "debug", "wait", "secret"],
+)
+def test_it_fails_fast_on_a_malformed_environment(env, message):
+    result = run_settings(**env)
+    assert result.returncode != 0 and message in result.stderr
