@@ -1,0 +1,158 @@
+"""A real Celery worker on Redis, started the way docker-compose starts it.
+
+The worker is a subprocess sharing the test database (a SQLite file, or the PostgreSQL test
+database under TEST_DATABASE_URL), so these tests commit their rows (transactional_db).
+"""
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from ml.data import CLASSES
+from recognition.models import Submission
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+# The compose file's worker command, with one process so that a test can kill it mid-task.
+WORKER_COMMAND = ["-m", "celery", "-A", "emnist_site", "worker", "-Q", "inference,training,celery", "--loglevel=INFO"]
+
+
+def database_url_for_subprocess() -> str:
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return "sqlite:///" + str(Path(s["NAME"]).resolve())
+    auth = quote(s["USER"]) + (":" + quote(s["PASSWORD"]) if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Worker:
+    def __init__(self, broker_url: str, log_path: Path, **env):
+        self.log_path = log_path
+        full_env = dict(os.environ)
+        for key in ("CELERY_TASK_ALWAYS_EAGER", "TEST_DATABASE_URL"):
+            full_env.pop(key, None)
+        full_env.update(
+            DJANGO_SETTINGS_MODULE="emnist_site.settings",
+            DATABASE_URL=database_url_for_subprocess(),
+            CELERY_BROKER_URL=broker_url,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            **env,
+        )
+        self.log = open(log_path, "ab")
+        # Its own process group, so that SIGKILL takes the parent and its pool child at once.
+        self.process = subprocess.Popen(
+            [sys.executable, *WORKER_COMMAND, "--concurrency=1"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture
+def broker(redis_url):
+    """Point this process's Celery app at Redis (an empty database) for the test."""
+    import redis
+
+    from emnist_site.celery import app
+
+    redis.Redis.from_url(redis_url).flushdb()
+    old = (app.conf.task_always_eager, app.conf.broker_url)
+    app.conf.task_always_eager, app.conf.broker_url = False, redis_url
+    yield redis_url
+    app.conf.task_always_eager, app.conf.broker_url = old
+
+
+@pytest.fixture
+def start_worker(broker, tmp_path):
+    workers = []
+
+    def start(**env) -> Worker:
+        worker = Worker(broker, tmp_path / f"worker{len(workers)}.log", **env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.kill()
+
+
+def wait_for(predicate, timeout: float, worker: Worker, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if worker.process.poll() is not None:
+            pytest.fail(f"worker exited ({worker.process.returncode}) while waiting for {what}:\n{worker.tail()}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}:\n{worker.tail()}")
+
+
+def post_drawing(client, drawing):
+    return client.post(
+        "/api/v1/submissions",
+        {"image_base64": base64.b64encode(drawing).decode(), "source": "canvas"},
+        format="json",
+    )
+
+
+def test_a_real_worker_on_redis_predicts_and_the_api_returns_it(anon, active_model, drawing, start_worker):
+    worker = start_worker()
+    # Long enough for a cold worker to import TensorFlow and load the model.
+    with override_settings(SUBMISSION_WAIT_SECONDS=120):
+        response = post_drawing(anon, drawing)
+    assert response.status_code == 201, (response.content, worker.tail())
+    body = response.json()
+    assert body["status"] == "predicted" and body["predicted_label"] in CLASSES
+    row = Submission.objects.get(id=body["id"])
+    assert row.model_version == active_model and row.attempts == 1
+    assert "recognition.tasks.predict_submission" in worker.tail()
+
+
+def test_the_api_answers_202_and_the_poll_url_gets_the_worker_result(anon, active_model, drawing, start_worker):
+    worker = start_worker()
+    response = post_drawing(anon, drawing)  # SUBMISSION_WAIT_SECONDS is 0 in tests
+    assert response.status_code == 202
+    url = response.json()["url"]
+    body = wait_for(lambda: (b := anon.get(url).json())["status"] != "pending" and b, 120, worker, "the prediction")
+    assert body["status"] == "predicted" and body["predicted_label"] in CLASSES
+
+
+def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_model, drawing, start_worker):
+    # The first worker sleeps inside the task long enough to be killed there; Redis hands the
+    # unacknowledged message to the next worker after the visibility timeout.
+    first = start_worker(PREDICT_DELAY_SECONDS="60", CELERY_VISIBILITY_TIMEOUT="3")
+    response = post_drawing(anon, drawing)
+    assert response.status_code == 202
+    submission_id = response.json()["id"]
+    wait_for(lambda: Submission.objects.get(id=submission_id).attempts >= 1, 120, first, "the task to start")
+    first.kill()
+    assert Submission.objects.get(id=submission_id).status == "pending"
+
+    second = start_worker(CELERY_VISIBILITY_TIMEOUT="3")
+    row = wait_for(
+        lambda: (s := Submission.objects.get(id=submission_id)).status != "pending" and s, 180, second, "redelivery"
+    )
+    assert row.status == "predicted" and row.predicted_label in CLASSES
+    assert row.attempts == 2
