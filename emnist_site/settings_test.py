@@ -23,7 +23,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 
 SUBMISSION_WAIT_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-WHITENOISE_AUTOREFRESH = True
+WHITENOISE_AUTOREFRESH = True  # serve app static files without collectstatic
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
