@@ -1,5 +1,6 @@
 """Fixtures for the site tests: a tiny model, personas, images, and service probes."""
 
+import contextlib
 import io
 import os
 import socket
@@ -121,3 +122,53 @@ def other_anon():
 
 def upright(array: np.ndarray) -> np.ndarray:
     return np.asarray(array).T
+
+
+def compose_command(service: str) -> list[str]:
+    """A service's command from docker-compose.yml, to run here exactly as compose would."""
+    import yaml
+
+    from django.conf import settings
+
+    compose = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
+    return list(compose["services"][service]["command"])
+
+
+def venv_env(**env) -> dict:
+    """The environment for a compose command: this interpreter's bin first on PATH, so that
+    `python`, `celery` and `gunicorn` are the ones installed with the project."""
+    import sys
+    from pathlib import Path
+
+    full = dict(os.environ)
+    for key in ("CELERY_TASK_ALWAYS_EAGER", "TEST_DATABASE_URL", "DATABASE_URL", "CELERY_BROKER_URL"):
+        full.pop(key, None)
+    full["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full.get("PATH", "")
+    full.update(DJANGO_SETTINGS_MODULE="emnist_site.settings", TF_CPP_MIN_LOG_LEVEL="2", **env)
+    return full
+
+
+@contextlib.contextmanager
+def celery_broker(url: str):
+    """Send this process's tasks to ``url`` instead of running them eagerly, then restore.
+
+    Celery caches broker connections and producers per app, so they are dropped on the way
+    in and out; otherwise a later test would keep talking to an earlier test's broker.
+    """
+    from emnist_site.celery import app
+
+    def reset_pools():
+        from kombu import pools
+
+        pools.reset()  # closes and forgets kombu's global connection/producer pools
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    old = (app.conf.task_always_eager, app.conf.broker_url)
+    reset_pools()
+    app.conf.task_always_eager, app.conf.broker_url = False, url
+    try:
+        yield app
+    finally:
+        reset_pools()
+        app.conf.task_always_eager, app.conf.broker_url = old

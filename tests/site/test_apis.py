@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission
-from tests.site.conftest import canvas_png, token_client
+from tests.site.conftest import canvas_png, celery_broker
 
 SUBMISSIONS = "/api/v1/submissions"
 
@@ -172,14 +172,8 @@ def test_health_is_503_without_an_active_model(anon):
 
 @pytest.mark.django_db
 def test_health_reports_an_unreachable_broker(anon, active_model):
-    from emnist_site.celery import app
-
-    old = (app.conf.task_always_eager, app.conf.broker_url)
-    app.conf.task_always_eager, app.conf.broker_url = False, "redis://127.0.0.1:1/0"
-    try:
+    with celery_broker("redis://127.0.0.1:1/0"):
         response = anon.get("/api/v1/health")
-    finally:
-        app.conf.task_always_eager, app.conf.broker_url = old
     assert response.status_code == 503 and response.json()["checks"]["broker"]["ok"] is False
 
 

@@ -8,7 +8,6 @@ import base64
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -19,12 +18,11 @@ from django.test import override_settings
 
 from ml.data import CLASSES
 from recognition.models import Submission
+from tests.site.conftest import celery_broker, compose_command, venv_env
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-# The compose file's worker command, with one process so that a test can kill it mid-task.
-WORKER_COMMAND = ["-m", "celery", "-A", "emnist_site", "worker", "-Q", "inference,training,celery", "--loglevel=INFO"]
 
 
 def database_url_for_subprocess() -> str:
@@ -38,20 +36,12 @@ def database_url_for_subprocess() -> str:
 class Worker:
     def __init__(self, broker_url: str, log_path: Path, **env):
         self.log_path = log_path
-        full_env = dict(os.environ)
-        for key in ("CELERY_TASK_ALWAYS_EAGER", "TEST_DATABASE_URL"):
-            full_env.pop(key, None)
-        full_env.update(
-            DJANGO_SETTINGS_MODULE="emnist_site.settings",
-            DATABASE_URL=database_url_for_subprocess(),
-            CELERY_BROKER_URL=broker_url,
-            TF_CPP_MIN_LOG_LEVEL="2",
-            **env,
-        )
+        full_env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=broker_url, **env)
         self.log = open(log_path, "ab")
         # Its own process group, so that SIGKILL takes the parent and its pool child at once.
         self.process = subprocess.Popen(
-            [sys.executable, *WORKER_COMMAND, "--concurrency=1"],
+            # docker-compose's worker command; one pool process, so a test can kill it mid-task.
+            [*compose_command("worker"), "--concurrency=1"],
             cwd=ROOT,
             env=full_env,
             stdout=self.log,
@@ -74,13 +64,9 @@ def broker(redis_url):
     """Point this process's Celery app at Redis (an empty database) for the test."""
     import redis
 
-    from emnist_site.celery import app
-
     redis.Redis.from_url(redis_url).flushdb()
-    old = (app.conf.task_always_eager, app.conf.broker_url)
-    app.conf.task_always_eager, app.conf.broker_url = False, redis_url
-    yield redis_url
-    app.conf.task_always_eager, app.conf.broker_url = old
+    with celery_broker(redis_url):
+        yield redis_url
 
 
 @pytest.fixture

@@ -1,0 +1,87 @@
+"""The web and beat commands of docker-compose.yml, run here as compose would run them."""
+
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from django.conf import settings
+
+from recognition.models import ModelVersion
+from tests.site.conftest import compose_command, venv_env
+from tests.site.test_worker import database_url_for_subprocess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_path):
+    port = free_port()
+    shell, flag, script = compose_command("web")
+    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 2", "--workers 1")
+    env = venv_env(
+        DEBUG="0",
+        SECRET_KEY="test-secret",
+        SECURE_COOKIES="0",
+        DATABASE_URL=database_url_for_subprocess(),
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    log = open(tmp_path / "web.log", "wb")
+    process = subprocess.Popen([shell, flag, script], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                status, body = fetch(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail((tmp_path / "web.log").read_text())
+                time.sleep(0.3)
+        assert status == 200 and b'id="pad"' in body
+        status, js = fetch(f"http://127.0.0.1:{port}/static/frontend/app.js")
+        assert status == 200 and b"pointerdown" in js
+        # setup_site registered the shipped model; health says whether its file is there.
+        version = ModelVersion.objects.get(status="active")
+        assert version.file_path == settings.SHIPPED_MODEL_PATH
+        status, body = fetch(f"http://127.0.0.1:{port}/api/v1/health")
+        shipped = (settings.BASE_DIR / settings.SHIPPED_MODEL_PATH).is_file()
+        assert status == (200 if shipped else 503), body
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.services
+def test_the_compose_beat_command_starts_on_redis(redis_url, tmp_path):
+    command = compose_command("beat")
+    command[command.index("/data/celerybeat-schedule")] = str(tmp_path / "celerybeat-schedule")
+    env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=redis_url)
+    log = open(tmp_path / "beat.log", "wb")
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "beat: Starting" not in (tmp_path / "beat.log").read_text(errors="replace"):
+            assert process.poll() is None, (tmp_path / "beat.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "beat.log").read_text()
+            time.sleep(0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert list(tmp_path.glob("celerybeat-schedule*"))
