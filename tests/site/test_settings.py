@@ -49,3 +49,18 @@ def test_database_and_broker_urls_switch_to_postgresql_and_redis():
 def test_it_fails_fast_on_a_malformed_environment(env, message):
     result = run_settings(**env)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_django_start_up_does_not_import_tensorflow():
+    # Every manage.py call and web worker would otherwise pay TensorFlow's start-up.
+    code = (
+        "import sys, django; django.setup();"
+        "import emnist_site.urls, recognition.apis, recognition.admin, recognition.tasks, recognition.services;"
+        "from django.test import Client; Client().get('/api/v1/labels');"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env["DJANGO_SETTINGS_MODULE"] = "emnist_site.settings"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
