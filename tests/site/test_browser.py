@@ -69,3 +69,18 @@ def test_drawing_a_stroke_and_pressing_predict_shows_and_stores_a_prediction(pag
     page.wait_for_selector("#labels button.chosen", timeout=10_000)
     assert Correction.objects.get().label == "l"
     page.wait_for_selector("#recent li img", timeout=10_000)
+
+
+def test_uploading_an_image_file_shows_and_stores_a_prediction(page, live_server, active_model, tmp_path):
+    from PIL import Image, ImageDraw
+
+    photo = tmp_path / "scan.jpg"
+    image = Image.new("RGB", (400, 300), "white")  # dark ink on light paper
+    ImageDraw.Draw(image).ellipse((150, 80, 250, 220), outline="black", width=14)
+    image.save(photo)
+    page.goto(live_server.url + "/")
+    page.set_input_files("#upload", str(photo))
+    page.wait_for_selector("#result:not([hidden]) #topk li", timeout=60_000)
+    row = Submission.objects.get()
+    assert row.source == "upload" and row.content_type == "image/jpeg"
+    assert page.inner_text("#prediction") == row.predicted_label

@@ -190,6 +190,7 @@
       document.querySelectorAll("#labels button").forEach(function (b) { b.classList.remove("chosen"); });
       button.classList.add("chosen");
       out.textContent = "Thanks: stored \u201c" + body.label + "\u201d for review.";
+      loadRecent();
     } else {
       out.textContent = body.detail || "Could not store the correction.";
     }
