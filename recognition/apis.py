@@ -113,6 +113,9 @@ class SubmissionCreateApi(APIView):
         strokes = serializers.JSONField(required=False, allow_null=True, help_text="[[[x, y, t], ...], ...]")
         source = serializers.ChoiceField(choices=Submission.Source.choices, required=False)
 
+        class Meta:
+            ref_name = "SubmissionCreateInput"
+
     @extend_schema(
         request={
             "application/json": InputSerializer,
@@ -236,6 +239,9 @@ class SubmissionCorrectionApi(APIView):
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=10, help_text="The right answer: one of the 62 labels.")
 
+        class Meta:
+            ref_name = "CorrectionInput"
+
     @extend_schema(
         request=InputSerializer,
         responses={201: CorrectionOutputSerializer, 400: OpenApiResponse(description="Unknown label."), 404: OpenApiResponse(description="Not yours or not there.")},
@@ -267,6 +273,9 @@ class ModelVersionListApi(APIView):
         gate_results = serializers.JSONField()
         created_at = serializers.DateTimeField()
         activated_at = serializers.DateTimeField(allow_null=True)
+
+        class Meta:
+            ref_name = "ModelVersion"
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
