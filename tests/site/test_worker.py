@@ -128,7 +128,8 @@ def test_the_api_answers_202_and_the_poll_url_gets_the_worker_result(anon, activ
 def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_model, drawing, start_worker):
     # The first worker sleeps inside the task long enough to be killed there; Redis hands the
     # unacknowledged message to the next worker after the visibility timeout.
-    first = start_worker(PREDICT_DELAY_SECONDS="60", CELERY_VISIBILITY_TIMEOUT="3")
+    restore = {"CELERY_VISIBILITY_TIMEOUT": "3", "CELERY_UNACKED_RESTORE_INTERVAL": "1"}
+    first = start_worker(PREDICT_DELAY_SECONDS="60", **restore)
     response = post_drawing(anon, drawing)
     assert response.status_code == 202
     submission_id = response.json()["id"]
@@ -136,7 +137,7 @@ def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_mode
     first.kill()
     assert Submission.objects.get(id=submission_id).status == "pending"
 
-    second = start_worker(CELERY_VISIBILITY_TIMEOUT="3")
+    second = start_worker(**restore)
     row = wait_for(
         lambda: (s := Submission.objects.get(id=submission_id)).status != "pending" and s, 180, second, "redelivery"
     )
