@@ -268,6 +268,7 @@ class EmnistData:
         val_images: uint8 (M, 28, 28), never seen in training (nor any exact copy).
         val_labels: int64 (M,), exact ByClass labels.
         summary: what was read and dropped, per file (for the training report).
+        train_split: str (N,), the EMNIST split each training row's label came from.
     """
 
     train_images: np.ndarray
@@ -275,6 +276,17 @@ class EmnistData:
     val_images: np.ndarray
     val_labels: np.ndarray
     summary: dict = field(default_factory=dict)
+    train_split: np.ndarray | None = None
+
+    def class_prior(self) -> np.ndarray:
+        """float64 (62,): the ByClass class frequencies, counted on ByClass training rows.
+
+        This is the distribution the site's users resemble; the other files are not
+        (MNIST and Digits add only digits, Letters is balanced).
+        """
+        rows = self.train_allowed[self.train_split == EXACT_SPLIT] if self.train_split is not None else self.train_allowed
+        counts = np.bincount(rows.argmax(axis=1), minlength=NUM_CLASSES).astype(np.float64)
+        return counts / max(counts.sum(), 1.0)
 
     @property
     def train_exact(self) -> np.ndarray:
@@ -337,6 +349,7 @@ def load_emnist(
     masks = np.concatenate(parts_masks)
     origin = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts_images)])
     names = list(summary)
+    origin_split = np.array([summary[name]["split"] for name in names])
 
     # Never train on a copy of a validation image, whatever file it came from.
     keys = image_keys(images)
@@ -368,4 +381,5 @@ def load_emnist(
         val_images=val_images,
         val_labels=val_labels,
         summary=summary,
+        train_split=origin_split[origin[first[order]]],
     )

@@ -140,3 +140,57 @@ def save_confusion_png(cm: np.ndarray | list, path: str | Path, title: str = "Co
 
 def write_report(report: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+
+
+def keras_probs(path: str | Path, images: np.ndarray, upright: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Probabilities of any Keras 28x28 -> 62 model file on uint8 (N, 28, 28) EMNIST-orientation images.
+
+    Args:
+        path: a ``.keras`` or legacy ``.h5`` model.
+        images: EMNIST orientation, raw 0..255.
+        upright: feed ``images`` transposed (the reference model in shared/peers was
+            trained on upright images).
+
+    Returns:
+        float64 (N, 62); a softmax is applied when the model outputs logits.
+    """
+    import keras
+
+    import ml.model  # noqa: F401 - registers our custom layer
+
+    model = keras.models.load_model(path, compile=False)
+    x = (np.swapaxes(images, 1, 2) if upright else images).astype(np.float32)[..., None]
+    out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    if out.min() < 0 or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ml.evaluate``: score models on the fixed validation split with the same code."""
+    import argparse
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ml.data import load_validation
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--model", action="append", default=[], help="model taking EMNIST-orientation input")
+    parser.add_argument("--reference", action="append", default=[], help="model taking upright input (shared/peers)")
+    parser.add_argument("--data-dir", default="../shared/data/emnist")
+    parser.add_argument("--out", help="write all metrics to this JSON file")
+    args = parser.parse_args(argv)
+    images, labels = load_validation(args.data_dir)
+    results = {}
+    for path, upright in [(m, False) for m in args.model] + [(m, True) for m in args.reference]:
+        metrics = evaluate_probs(keras_probs(path, images, upright=upright), labels)
+        results[str(path)] = metrics
+        print(f"{Path(path).name}: {summary_line(metrics)}", flush=True)
+    if args.out:
+        write_report(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -71,6 +71,18 @@ class RandomDistortion(layers.Layer):
         self.elastic_alpha, self.elastic_grid, self.seed = elastic_alpha, elastic_grid, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    @classmethod
+    def scaled(cls, strength: float, seed: int | None = None) -> "RandomDistortion":
+        """The default distortion ranges multiplied by ``strength`` (0 = none)."""
+        return cls(
+            rotation_deg=12.0 * strength,
+            scale=(1 - 0.15 * strength, 1 + 0.12 * strength),
+            shear=0.2 * strength,
+            shift=2.5 * strength,
+            elastic_alpha=1.2 * strength,
+            seed=seed,
+        )
+
     def get_config(self):
         return {
             **super().get_config(),

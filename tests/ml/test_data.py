@@ -173,3 +173,13 @@ def test_it_needs_a_byclass_file_for_validation(tmp_path):
     np.savez(tmp_path / "emnist-bymerge-test.npz", images=random_images(2), labels=np.array([1, 2]))
     with pytest.raises(DataFormatError, match="ByClass"):
         load_emnist(tmp_path)
+
+
+def test_the_class_prior_counts_only_byclass_rows(tmp_path):
+    make_dir(tmp_path)
+    np.savez(tmp_path / "emnist-mnist-test.npz", images=random_images(50, seed=9), labels=np.zeros(50, dtype=np.uint8))
+    data = load_emnist(tmp_path, fraction=0.2)
+    assert set(np.unique(data.train_split)) == {"byclass", "bymerge", "mnist"}
+    prior = data.class_prior()
+    assert prior[0] == 0  # fifty extra "0"s from MNIST do not count
+    assert prior[10:20] == pytest.approx([0.1] * 10)  # ByClass: 16 training rows of each of A..J
