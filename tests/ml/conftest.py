@@ -14,21 +14,11 @@ SHIPPED_MODEL = REPO / "ml" / "artifacts" / "emnist_cnn.keras"
 @pytest.fixture(scope="session")
 def shared_data():
     if not (SHARED_DATA / "emnist-byclass-test-dev.npz").exists():
-        pytest.skip(f"shared EMNIST data not found at {SHARED_DATA}")
+        message = f"shared EMNIST data not found at {SHARED_DATA} (set EMNIST_DATA_DIR)"
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(message + "; REQUIRE_SERVICES=1 forbids skipping")
+        pytest.skip(message)
     return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory):
-    """An untrained model of the real architecture, saved once per session (fast to build)."""
-    import keras
-
-    from ml.model import build_model
-
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    build_model(width=4, dense=16).save(path)
-    return path
 
 
 def letter_l_upright(size: int = 200, thickness: int = 20) -> np.ndarray:

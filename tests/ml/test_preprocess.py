@@ -9,6 +9,7 @@ from PIL import Image
 from ml import preprocess
 from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, MLInputError
 from ml.preprocess import check_emnist_array, image_bytes_to_emnist, ink_to_emnist
+from ml.synth import ink_to_png as canvas_png  # black ink in alpha, transparent background
 from tests.ml.conftest import letter_l_upright
 
 
@@ -16,13 +17,6 @@ def png_bytes(array, mode):
     buffer = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def canvas_png(ink):
-    """Black ink in the alpha channel, transparent background: what canvas.toBlob sends."""
-    rgba = np.zeros((*ink.shape, 4), dtype=np.uint8)
-    rgba[..., 3] = np.round(ink * 255).astype(np.uint8)
-    return png_bytes(rgba, "RGBA")
 
 
 def paper_jpeg(ink):

@@ -43,17 +43,6 @@ def redis_url():
     return REDIS_TEST_URL
 
 
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory):
-    """A small untrained 62-class model with the shipped architecture: fast to build and load."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ml.model import build_model
-
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    build_model(width=4, dense=16).save(path)
-    return path
-
-
 @pytest.fixture
 def active_model(db, tiny_model_path):
     return ModelVersion.objects.create(name="tiny", file_path=str(tiny_model_path), status=ModelVersion.Status.ACTIVE)
