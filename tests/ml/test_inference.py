@@ -115,15 +115,3 @@ def test_importing_inference_does_not_start_tensorflow_and_a_forked_child_can_lo
     assert "child 0 3" in out.stdout
     assert "misuse refused" in out.stdout
 
-
-def test_ml_never_imports_django():
-    offenders = [
-        str(path.relative_to(REPO))
-        for path in (REPO / "ml").rglob("*.py")
-        if any(
-            line.split()[1].split(".")[0] in {"django", "recognition", "emnist_site", "rest_framework", "celery"}
-            for line in path.read_text().splitlines()
-            if line.strip().startswith(("import ", "from ")) and len(line.split()) > 1
-        )
-    ]
-    assert offenders == []
