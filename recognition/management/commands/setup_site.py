@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -11,6 +12,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-migrate", action="store_true", help="Skip `migrate`.")
 
     def handle(self, *args, no_migrate=False, **options):
+        # A fresh clone has no var/: SQLite cannot create its file in a missing folder.
+        for folder in (settings.DATA_DIR, settings.MODEL_DIR):
+            folder.mkdir(parents=True, exist_ok=True)
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=options["verbosity"])
         version = model_version_register_shipped()
