@@ -6,6 +6,7 @@ PostgreSQL and Redis with separate worker and beat processes; the code path is t
 A malformed value stops start-up with a message naming the variable.
 """
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -38,6 +39,17 @@ def envfloat(name: str, default: str) -> float:
         return float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+
+
+def envjson(name: str, default: str) -> dict:
+    value = os.getenv(name, default)
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {value!r}")
+    return parsed
 
 
 def database_from_url(url: str) -> dict:
@@ -103,6 +115,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_celery_beat",
     "recognition",
     "frontend",
 ]
@@ -187,6 +200,29 @@ PREDICTION_TOP_K = 5
 PREDICT_DELAY_SECONDS = envfloat("PREDICT_DELAY_SECONDS", "0")
 
 # ---------------------------------------------------------------------------
+# Retraining (recognition/services/retraining.py)
+# ---------------------------------------------------------------------------
+
+# EMNIST files: replay rows and the fixed validation split the quality gate measures on.
+EMNIST_DATA_DIR = Path(os.getenv("EMNIST_DATA_DIR", str(BASE_DIR.parent / "shared" / "data" / "emnist")))
+# A run does nothing (status "skipped") with fewer new approved corrections than this.
+RETRAIN_MIN_NEW_CORRECTIONS = envint("RETRAIN_MIN_NEW_CORRECTIONS", "50")
+# Gate: the candidate's validation top-1 may be at most this much below the active version's
+# (a fraction: 0.003 = 0.3 points). The held-back corrections gate has no margin.
+RETRAIN_MAX_VAL_DROP = envfloat("RETRAIN_MAX_VAL_DROP", "0.003")
+# Every N-th approved correction (by id) is held back for the gate and never trained on.
+RETRAIN_HOLDOUT_EVERY = envint("RETRAIN_HOLDOUT_EVERY", "5")
+if RETRAIN_HOLDOUT_EVERY < 2:
+    raise ImproperlyConfigured("RETRAIN_HOLDOUT_EVERY must be at least 2")
+# A run still "running" after this long is taken as abandoned (its worker died) and unlocks.
+RETRAIN_LOCK_TIMEOUT_SECONDS = envint("RETRAIN_LOCK_TIMEOUT_SECONDS", "7200")
+# Overrides of ml.finetune.FinetuneConfig, as JSON ({"learning_rate": 0.0003, ...}).
+RETRAIN_FINETUNE = envjson("RETRAIN_FINETUNE", "{}")
+# The nightly schedule `setup_site` creates once; afterwards edit it in the admin
+# (Periodic tasks), where django-celery-beat's DatabaseScheduler reads it.
+RETRAIN_SCHEDULE_CRONTAB = os.getenv("RETRAIN_SCHEDULE_CRONTAB", "0 3 * * *")
+
+# ---------------------------------------------------------------------------
 # Celery
 # ---------------------------------------------------------------------------
 
@@ -216,6 +252,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# The schedule lives in the database (admin: Periodic tasks), editable without a deploy.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # ---------------------------------------------------------------------------
 # REST framework

@@ -1,10 +1,17 @@
 import base64
+import io
+import json
 
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from recognition import services
+from recognition import exports, services
 from recognition.apis import input28_data_url
+from recognition.errors import RecognitionError
 from recognition.models import Correction, ModelVersion, Submission, TrainingRun
 
 
@@ -81,7 +88,7 @@ class CorrectionAdmin(admin.ModelAdmin):
     readonly_fields = ("reviewer", "reviewed_at", "created_at")
     raw_id_fields = ("submission",)
     list_select_related = ("submission", "reviewer")
-    actions = ("approve", "reject")
+    actions = ("approve", "reject", "export_npz", "export_zip")
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("submission__image")
@@ -109,12 +116,68 @@ class CorrectionAdmin(admin.ModelAdmin):
     def reject(self, request, queryset):
         self._review(request, queryset, Correction.Status.REJECTED)
 
+    def _export(self, queryset, content: bytes, extension: str, content_type: str) -> HttpResponse:
+        response = HttpResponse(content, content_type=content_type)
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="corrections-{stamp}.{extension}"'
+        return response
+
+    @admin.action(description="Export the approved ones among the selected as .npz (EMNIST orientation)")
+    def export_npz(self, request, queryset):
+        rows = exports.correction_list_approved(ids=list(queryset.values_list("id", flat=True)))
+        return self._export(queryset, exports.corrections_export_npz(rows), "npz", "application/octet-stream")
+
+    @admin.action(description="Export the approved ones among the selected as PNGs + CSV (.zip)")
+    def export_zip(self, request, queryset):
+        rows = exports.correction_list_approved(ids=list(queryset.values_list("id", flat=True)))
+        return self._export(queryset, exports.corrections_export_zip(rows), "zip", "application/zip")
+
+
+def retraining_start(request) -> None:
+    """Queue a manual retraining run once the request's transaction commits."""
+    from recognition.tasks import retraining_run as retraining_run_task
+
+    transaction.on_commit(lambda: retraining_run_task.apply_async(kwargs={"reason": "manual"}, queue="training"))
+
+
+class RetrainingStartMixin:
+    """A "Start a retraining run" button above the change list (admin/…/start-retraining/)."""
+
+    change_list_template = "admin/recognition/change_list_with_retraining.html"
+
+    def get_urls(self):
+        name = f"{self.model._meta.app_label}_{self.model._meta.model_name}_start_retraining"
+        return [path("start-retraining/", self.admin_site.admin_view(self.start_retraining_view), name=name), *super().get_urls()]
+
+    def start_retraining_view(self, request):
+        changelist = reverse(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_changelist")
+        if request.method != "POST" or not request.user.has_perm("recognition.add_trainingrun"):
+            self.message_user(request, "Starting a run needs a POST by a user allowed to add training runs.", messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        retraining_start(request)
+        self.message_user(request, "Retraining run queued on the training queue; it appears under Training runs.", messages.SUCCESS)
+        return HttpResponseRedirect(changelist)
+
+
+def _json_block(value) -> str:
+    return format_html("<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>", json.dumps(value, indent=1, sort_keys=True))
+
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "top1", "top3", "lookalike_top1", "ece", "parent", "created_at", "activated_at")
+class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
+    list_display = ("name", "status", "top1", "top3", "held_back", "gates", "parent", "created_at", "activated_at")
     list_filter = ("status",)
-    readonly_fields = ("created_at", "activated_at", "status")
+    readonly_fields = (
+        "created_at",
+        "activated_at",
+        "status",
+        "gate_summary",
+        "metrics_summary",
+        "per_class_table",
+        "confusion_matrix_image",
+        "training_summary_view",
+    )
+    exclude = ("metrics", "training_summary", "gate_results")
     actions = ("activate",)
 
     def _metric(self, obj, key):
@@ -129,24 +192,97 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def top3(self, obj):
         return self._metric(obj, "top3")
 
-    @admin.display(description="look-alike top-1")
-    def lookalike_top1(self, obj):
-        return self._metric(obj, "lookalike_top1")
+    @admin.display(description="held-back top-1")
+    def held_back(self, obj):
+        held = obj.metrics.get("held_back") or {}
+        return f"{held['top1']:.4f} ({held.get('n')})" if isinstance(held.get("top1"), (int, float)) else "-"
 
-    @admin.display(description="ECE")
-    def ece(self, obj):
-        return self._metric(obj, "ece")
+    @admin.display(description="gates")
+    def gates(self, obj):
+        if not obj.gate_results:
+            return "-"
+        return "passed" if obj.gate_results.get("passed") else f"failed: {obj.gate_results.get('reason', '')}"
+
+    @admin.display(description="quality gates")
+    def gate_summary(self, obj):
+        if not obj.gate_results:
+            return "No gates (not produced by a retraining run)."
+        return format_html("<strong>{}</strong>{}", self.gates(obj), _json_block(obj.gate_results))
+
+    @admin.display(description="metrics (validation split)")
+    def metrics_summary(self, obj):
+        val = obj.metrics.get("validation") or {}
+        keys = ("n", "top1", "top3", "top5", "lookalike_top1", "ece")
+        shown = {k: val[k] for k in keys if k in val}
+        if obj.metrics.get("held_back"):
+            shown["held_back"] = obj.metrics["held_back"]
+        return _json_block(shown) if shown else "-"
+
+    @admin.display(description="per-class recall / precision")
+    def per_class_table(self, obj):
+        per_class = (obj.metrics.get("validation") or {}).get("per_class") or {}
+        if not per_class:
+            return "-"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{:.3f}</td><td>{:.3f}</td><td>{}</td></tr>",
+            ((c, m["recall"], m["precision"], m["support"]) for c, m in per_class.items()),
+        )
+        return format_html("<table><tr><th>class</th><th>recall</th><th>precision</th><th>support</th></tr>{}</table>", rows)
+
+    @admin.display(description="confusion matrix (validation split)")
+    def confusion_matrix_image(self, obj):
+        cm = (obj.metrics.get("validation") or {}).get("confusion_matrix")
+        if not cm:
+            return "-"
+        from ml.evaluate import save_confusion_png  # matplotlib, not TensorFlow
+
+        buffer = io.BytesIO()
+        save_confusion_png(cm, buffer, title=f"{obj.name}: validation")
+        src = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return format_html('<img src="{}" style="max-width:100%" alt="confusion matrix">', src)
+
+    @admin.display(description="training data")
+    def training_summary_view(self, obj):
+        return _json_block(obj.training_summary) if obj.training_summary else "-"
 
     @admin.action(description="Activate (promote / roll back to) the selected version")
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
-        version = services.model_version_activate(model_version=queryset.get())
+        try:
+            version = services.model_version_activate(model_version=queryset.get())
+        except RecognitionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         self.message_user(request, f"{version.name} is now active.", messages.SUCCESS)
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "reason", "status", "result", "created_at", "finished_at")
+class TrainingRunAdmin(RetrainingStartMixin, admin.ModelAdmin):
+    list_display = ("id", "reason", "status", "result", "outcome", "duration_seconds", "created_at", "finished_at")
     list_filter = ("status", "reason")
+    readonly_fields = ("reason", "status", "result", "created_at", "started_at", "finished_at", "duration_seconds", "error", "summary_view", "log_view")
+    exclude = ("log", "summary")
+
+    def has_add_permission(self, request):
+        return False  # runs are started with the button, not typed in
+
+    @admin.display(description="outcome")
+    def outcome(self, obj):
+        summary = obj.summary or {}
+        if obj.status == TrainingRun.Status.SKIPPED:
+            return summary.get("message", "nothing to do")
+        if obj.status == TrainingRun.Status.FAILED:
+            return obj.error[:200]
+        if "promoted" in summary:
+            return "promoted" if summary["promoted"] else f"rejected: {(summary.get('gates') or {}).get('reason', '')}"
+        return "-"
+
+    @admin.display(description="summary")
+    def summary_view(self, obj):
+        return _json_block(obj.summary) if obj.summary else "-"
+
+    @admin.display(description="log")
+    def log_view(self, obj):
+        return format_html("<pre style='white-space:pre-wrap;max-height:40em;overflow:auto'>{}</pre>", obj.log or "")

@@ -11,17 +11,19 @@ import zipfile
 import numpy as np
 from django.conf import settings
 from django.db import connection
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recognition import selectors, services
+from recognition import exports, selectors, services
 from recognition.errors import ImageTooLarge, InvalidImage, RecognitionError
 from recognition.labels import labels
 from recognition.models import Submission
@@ -280,6 +282,27 @@ class ModelVersionListApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
         return Response(self.OutputSerializer(selectors.model_version_list(), many=True).data)
+
+
+class CorrectionExportApi(APIView):
+    """Approved corrections as a dataset, for staff: ``?kind=npz`` (default) or ``?kind=zip`` (not ``format``: DRF reserves it)."""
+
+    permission_classes = [IsAdminUser]
+    FORMATS = {"npz": "application/octet-stream", "zip": "application/zip"}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("kind", str, enum=["npz", "zip"], description="npz: images (EMNIST orientation), labels, label_chars; zip: PNGs + labels.csv")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, (200, "application/zip"): OpenApiTypes.BINARY},
+    )
+    def get(self, request):
+        fmt = request.query_params.get("kind", "npz")
+        if fmt not in self.FORMATS:
+            raise RecognitionError(f"kind must be npz or zip, not {fmt!r}.")
+        rows = exports.correction_list_approved()
+        content = exports.corrections_export_npz(rows) if fmt == "npz" else exports.corrections_export_zip(rows)
+        response = HttpResponse(content, content_type=self.FORMATS[fmt])
+        response["Content-Disposition"] = f'attachment; filename="approved-corrections.{fmt}"'
+        return response
 
 
 def _check_database() -> dict:

@@ -105,6 +105,11 @@ class Correction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_corrections"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    # The promoted version that was fine-tuned on this correction; a retraining run trains on
+    # approved corrections that have none (held-back ones never get one).
+    learned_by = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="learned_corrections"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,14 +134,27 @@ class TrainingRun(models.Model):
         QUEUED = "queued"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
+        SKIPPED = "skipped"  # nothing to do: too few new approved corrections
         FAILED = "failed"
 
     reason = models.CharField(max_length=10, choices=Reason.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     log = models.TextField(blank=True, default="")
+    # What the run used and decided: counts, gates, before/after accuracy (see services.retraining).
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
     result = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # The retraining lock: at most one running run, whichever process started it.
+            models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="one_running_training_run"),
+        ]
+
+    def __str__(self):
+        return f"run {self.id} {self.reason} {self.status}"

@@ -24,3 +24,18 @@ def predict_submission(submission_id: str) -> str | None:
         services.submission_fail(submission_id=submission_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
         raise
     return submission.status if submission else None
+
+
+@shared_task(
+    name="recognition.tasks.retraining_run",
+    # Acknowledged on receipt, unlike predictions: a run takes minutes, longer than the broker's
+    # visibility timeout, and a redelivered copy would only find the lock taken. A run lost
+    # with its worker is simply done by the next schedule.
+    acks_late=False,
+)
+def retraining_run(reason: str = "scheduled") -> str:
+    try:
+        run = services.retraining_run(reason=reason)
+    except services.RetrainingBusy as exc:
+        return f"busy: {exc}"
+    return f"run {run.id}: {run.status}"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("submissions", apis.SubmissionCollectionApi.as_view(), name="submissions"),
     path("submissions/<str:submission_id>", apis.SubmissionDetailApi.as_view(), name="submission-detail"),
     path("submissions/<str:submission_id>/correction", apis.SubmissionCorrectionApi.as_view(), name="submission-correction"),
+    path("corrections/export", apis.CorrectionExportApi.as_view(), name="correction-export"),
     path("labels", apis.LabelListApi.as_view(), name="label-list"),
     path("model-versions", apis.ModelVersionListApi.as_view(), name="model-version-list"),
     path("health", apis.HealthApi.as_view(), name="health"),

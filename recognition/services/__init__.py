@@ -6,6 +6,7 @@ from recognition.services.model_versions import (
     model_version_path,
     model_version_register_shipped,
 )
+from recognition.services.retraining import RetrainingBusy, retraining_run, retraining_schedule_ensure
 from recognition.services.submissions import submission_create, submission_fail, submission_predict
 
 __all__ = [
@@ -14,6 +15,9 @@ __all__ = [
     "model_version_activate",
     "model_version_path",
     "model_version_register_shipped",
+    "retraining_run",
+    "retraining_schedule_ensure",
+    "RetrainingBusy",
     "submission_create",
     "submission_fail",
     "submission_predict",

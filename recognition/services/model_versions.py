@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from recognition.errors import InvalidState, NotFound
 from recognition.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -19,15 +20,28 @@ def model_version_path(model_version: ModelVersion) -> Path:
 
 
 @transaction.atomic
-def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
+def model_version_activate(*, model_version: ModelVersion, require_file: bool = True) -> ModelVersion:
     """Make ``model_version`` the one active version and retire the previous one.
 
-    Retire first, then activate: the partial unique index allows one active row at a time.
-    Workers pick the change up on their next task (they look the active version up per task).
+    Promotion and rollback are the same call. Retire first, then activate: the partial unique
+    index allows one active row at a time. Workers pick the change up on their next task (they
+    look the active version up per task).
+
+    Raises:
+        NotFound: the version no longer exists.
+        InvalidState: the version was rejected by the quality gates, or its model file is missing.
     """
-    locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+    try:
+        locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+    except ModelVersion.DoesNotExist:
+        raise NotFound(f"Model version {model_version.pk} does not exist.") from None
     if locked.status == ModelVersion.Status.ACTIVE:
         return locked
+    if locked.status == ModelVersion.Status.REJECTED:
+        reason = (locked.gate_results or {}).get("reason") or "no reason recorded"
+        raise InvalidState(f"{locked.name} was rejected by the quality gates ({reason}); it cannot be made active.")
+    if require_file and not model_version_path(locked).is_file():
+        raise InvalidState(f"{locked.name}: model file {model_version_path(locked)} is missing; it cannot be made active.")
     ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).update(status=ModelVersion.Status.RETIRED)
     locked.status = ModelVersion.Status.ACTIVE
     locked.activated_at = timezone.now()
@@ -63,5 +77,6 @@ def model_version_register_shipped() -> ModelVersion:
         version.metrics = metrics
         version.save(update_fields=["metrics"])
     if not ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exists():
-        version = model_version_activate(model_version=version)
+        # Even without its file (not trained yet): health then says what is missing.
+        version = model_version_activate(model_version=version, require_file=False)
     return version

@@ -161,3 +161,55 @@ def celery_broker(url: str):
     finally:
         reset_pools()
         app.conf.task_always_eager, app.conf.broker_url = old
+
+
+# --------------------------------------------------------------------------- retraining
+
+TINY_FINETUNE = {"batch_size": 32, "min_steps": 30, "max_steps": 30, "learning_rate": 3e-3, "augment_strength": 0.0, "calibration_rows": 50}
+
+
+@pytest.fixture(scope="session")
+def tiny_emnist_dir(tmp_path_factory):
+    """A ByClass file of 62 x 10 noise images: 62 validation rows, 558 replay rows; loads in milliseconds."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(62), 10).astype(np.uint8)
+    images = rng.integers(0, 60, size=(len(labels), 28, 28)).astype(np.uint8)
+    images[np.arange(len(labels)), labels % 28, :] = 255  # distinct rows, so no duplicates are merged
+    path = tmp_path_factory.mktemp("emnist")
+    np.savez(path / "emnist-byclass-test-dev.npz", images=images, labels=labels)
+    return path
+
+
+@pytest.fixture
+def retrain_settings(settings, tiny_emnist_dir, tmp_path):
+    settings.EMNIST_DATA_DIR = tiny_emnist_dir
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.RETRAIN_MIN_NEW_CORRECTIONS = 3
+    settings.RETRAIN_MAX_VAL_DROP = 1.0  # a tiny untrained model's validation accuracy is noise
+    settings.RETRAIN_FINETUNE = dict(TINY_FINETUNE)
+    return settings
+
+
+def style_image(seed: int) -> np.ndarray:
+    """The 'user style' of the retraining tests: a bright frame, always meant as 'z'."""
+    image = np.random.default_rng(seed).integers(0, 40, size=(28, 28)).astype(np.uint8)
+    image[2:26, 2:5] = image[2:26, 23:26] = image[2:5, 2:26] = image[23:26, 2:26] = 255
+    return image
+
+
+@pytest.fixture
+def approved_corrections(db):
+    """make(n, label="z") -> n approved corrections of the frame style, ids in order."""
+    from recognition.models import Correction, Submission
+
+    def make(n: int, label: str = "z", start_seed: int = 0) -> list:
+        made = []
+        for i in range(n):
+            submission = Submission.objects.create(
+                image=b"\x89PNG", content_type="image/png", input28=style_image(start_seed + i).tobytes(),
+                status=Submission.Status.PREDICTED, predicted_label="0",
+            )
+            made.append(Correction.objects.create(submission=submission, label=label, status=Correction.Status.APPROVED))
+        return made
+
+    return make

@@ -68,15 +68,29 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
 
 
 @pytest.mark.services
-def test_the_compose_beat_command_starts_on_redis(redis_url, tmp_path):
+def test_the_compose_beat_command_sends_the_retraining_schedule_from_the_database(redis_url, tmp_path):
+    import redis
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from recognition.services import retraining_schedule_ensure
+
+    redis.Redis.from_url(redis_url).flushdb()
+    assert retraining_schedule_ensure() and not retraining_schedule_ensure()
+    # What an admin does in "Periodic tasks": no code change, no restart of anything but beat.
+    task = PeriodicTask.objects.get(task="recognition.tasks.retraining_run")
+    assert task.crontab is not None and task.queue == "training"
+    task.crontab = None
+    task.interval = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
+    task.save()
+
     command = compose_command("beat")
-    command[command.index("/data/celerybeat-schedule")] = str(tmp_path / "celerybeat-schedule")
     env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=redis_url)
     log = open(tmp_path / "beat.log", "wb")
     process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while "beat: Starting" not in (tmp_path / "beat.log").read_text(errors="replace"):
+        # kombu's Redis transport keeps a queue as a list named after it.
+        while not redis.Redis.from_url(redis_url).llen("training"):
             assert process.poll() is None, (tmp_path / "beat.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "beat.log").read_text()
             time.sleep(0.3)
@@ -84,4 +98,5 @@ def test_the_compose_beat_command_starts_on_redis(redis_url, tmp_path):
         process.terminate()
         process.wait(timeout=30)
         log.close()
-    assert list(tmp_path.glob("celerybeat-schedule*"))
+    text = (tmp_path / "beat.log").read_text(errors="replace")
+    assert "DatabaseScheduler" in text and "recognition.tasks.retraining_run" in text

@@ -2,11 +2,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from recognition.services import model_version_register_shipped
+from recognition.services import model_version_register_shipped, retraining_schedule_ensure
 
 
 class Command(BaseCommand):
-    help = "Migrate the database and register the shipped model as the first active version (idempotent)."
+    help = "Migrate the database and register the shipped model as the first active version, create the retraining schedule (idempotent)."
 
     def add_arguments(self, parser):
         parser.add_argument("--no-migrate", action="store_true", help="Skip `migrate`.")
@@ -18,4 +18,6 @@ class Command(BaseCommand):
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=options["verbosity"])
         version = model_version_register_shipped()
+        if retraining_schedule_ensure():
+            self.stdout.write("Created the nightly retraining schedule (edit it in the admin: Periodic tasks).")
         self.stdout.write(f"Model version: {version.name} ({version.status}) -> {version.file_path}")

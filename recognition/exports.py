@@ -1,0 +1,78 @@
+"""The approved corrections as a dataset people can take away: ``.npz`` and a zip of PNGs + CSV.
+
+Images are the 28x28 arrays the model saw, in EMNIST orientation (transposed: ``img.T`` is
+upright), so the ``.npz`` loads with ``ml.data.read_npz`` beside the EMNIST files. The PNGs
+are upright, for people. Reads only; no TensorFlow.
+"""
+
+import csv
+import io
+import zipfile
+
+import numpy as np
+from django.db.models import QuerySet
+from PIL import Image
+
+from recognition.models import Correction
+
+CSV_FIELDS = ("file", "label", "label_index", "correction_id", "submission_id", "predicted_label", "reviewed_at")
+
+
+def correction_list_approved(*, ids: list[int] | None = None) -> QuerySet[Correction]:
+    qs = Correction.objects.filter(status=Correction.Status.APPROVED).select_related("submission").order_by("id")
+    return qs.filter(id__in=ids) if ids is not None else qs
+
+
+def _arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from ml.data import class_index
+
+    images = np.zeros((len(corrections), 28, 28), dtype=np.uint8)
+    for i, c in enumerate(corrections):
+        images[i] = np.frombuffer(bytes(c.submission.input28), dtype=np.uint8).reshape(28, 28)
+    labels = np.array([class_index(c.label) for c in corrections], dtype=np.uint8)
+    chars = np.array([c.label for c in corrections], dtype="<U1")
+    return images, labels, chars
+
+
+def corrections_export_npz(corrections) -> bytes:
+    """``images`` uint8 (N, 28, 28) EMNIST orientation, ``labels`` uint8 ByClass indices,
+    ``label_chars`` <U1, ``correction_ids`` int64."""
+    corrections = list(corrections)
+    images, labels, chars = _arrays(corrections)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        images=images,
+        labels=labels,
+        label_chars=chars,
+        correction_ids=np.array([c.id for c in corrections], dtype=np.int64),
+    )
+    return buffer.getvalue()
+
+
+def corrections_export_zip(corrections) -> bytes:
+    """``labels.csv`` (one row per image) and ``images/<correction id>_<label index>.png`` (upright, white ink on black)."""
+    corrections = list(corrections)
+    images, labels, _ = _arrays(corrections)
+    buffer = io.BytesIO()
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(CSV_FIELDS)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for c, image, label in zip(corrections, images, labels):
+            # The label index, not the character, names the file: "a" and "A" must not collide
+            # on case-insensitive file systems.
+            name = f"images/{c.id}_{int(label)}.png"
+            png = io.BytesIO()
+            Image.fromarray(image.T, mode="L").save(png, format="PNG")
+            archive.writestr(name, png.getvalue())
+            writer.writerow(
+                [name, c.label, int(label), c.id, str(c.submission_id), c.submission.predicted_label, c.reviewed_at.isoformat() if c.reviewed_at else ""]
+            )
+        archive.writestr("labels.csv", table.getvalue())
+        archive.writestr(
+            "README.txt",
+            "Approved corrections. images/*.png are upright 28x28 (white ink on black); labels.csv maps each file to its "
+            "label (0-9, A-Z, a-z) and its ByClass index (0-61).\n",
+        )
+    return buffer.getvalue()

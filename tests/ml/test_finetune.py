@@ -1,0 +1,87 @@
+"""ml.finetune on tiny arrays and a tiny model: it learns the corrections, keeps the caller's
+model untouched, mixes replay into every batch and keeps the class prior in check."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from ml.data import NUM_CLASSES, EmnistData  # noqa: E402
+from ml.finetune import FinetuneConfig, finetune, replay_arrays  # noqa: E402
+from ml.model import build_model  # noqa: E402
+from ml.train import predict_probs  # noqa: E402
+
+FAST = FinetuneConfig(batch_size=32, min_steps=40, max_steps=60, learning_rate=3e-3, augment_strength=0.0, calibration_rows=200)
+
+
+def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is where a bright square sits: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=n)
+    images = rng.integers(0, 30, size=(n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        r, c = divmod(int(label), 2)
+        images[i, r * 14 + 2 : r * 14 + 12, c * 14 + 2 : c * 14 + 12] = 255
+    return images, labels
+
+
+@pytest.fixture
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    return build_model(width=4, dense=16)
+
+
+def test_finetune_learns_corrections_and_leaves_the_given_model_alone(tiny_model):
+    replay = blobs(600, seed=1)
+    # The "user style": inverted blobs, labelled as class 61 (z) whatever the square's place.
+    style = 255 - blobs(40, seed=2)[0]
+    labels = np.full(len(style), 61)
+    before = tiny_model.get_weights()
+    result = finetune(tiny_model, style, labels, replay, FAST)
+    assert all(np.array_equal(a, b) for a, b in zip(before, tiny_model.get_weights()))
+    fresh = 255 - blobs(40, seed=3)[0]
+    assert (predict_probs(result.model, fresh).argmax(1) == 61).mean() > 0.9
+    assert result.summary["corrections"] == 40 and result.summary["steps"] >= FAST.min_steps
+    assert result.summary["images_seen"] == result.summary["steps"] * FAST.batch_size
+
+
+def test_replay_keeps_what_the_model_knew(tiny_model):
+    replay = blobs(600, seed=1)
+    config = FinetuneConfig(**{**FAST.__dict__, "min_steps": 120, "max_steps": 120, "correction_share": 0.5})
+    base = finetune(tiny_model, *blobs(40, seed=4), replay, config).model  # learn the blobs first
+    style = 255 - blobs(40, seed=2)[0]
+    candidate = finetune(base, style, np.full(len(style), 61), replay, config).model
+    images, labels = blobs(200, seed=5)
+    assert (predict_probs(base, images).argmax(1) == labels).mean() > 0.9
+    assert (predict_probs(candidate, images).argmax(1) == labels).mean() > 0.9
+
+
+def test_prior_recalibration_undoes_the_corrections_class_skew(tiny_model):
+    replay = blobs(600, seed=1)
+    style = 255 - blobs(40, seed=2)[0]
+    off = finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**FAST.__dict__, "prior_recalibration": False}))
+    on = finetune(tiny_model, style, np.full(40, 61), replay, FAST)
+    images, _ = blobs(300, seed=6)
+    skew_off = predict_probs(off.model, images)[:, 61].mean()
+    skew_on = predict_probs(on.model, images)[:, 61].mean()
+    assert skew_on < skew_off
+    assert on.summary["prior_recalibration"]["rows"] == 120  # a fifth of the replay pool, capped
+
+
+def test_replay_from_emnist_data_uses_exact_byclass_rows_only():
+    images = np.zeros((4, 28, 28), np.uint8)
+    allowed = np.zeros((4, NUM_CLASSES), bool)
+    allowed[0, 1] = allowed[1, 2] = allowed[2, [10, 36]] = allowed[3, 3] = True
+    data = EmnistData(images, allowed, images[:1], np.zeros(1, np.int64), train_split=np.array(["byclass", "byclass", "letters", "mnist"]))
+    _, replay_allowed = replay_arrays(data)
+    assert replay_allowed.argmax(1).tolist() == [1, 2]
+
+
+def test_finetune_refuses_bad_corrections(tiny_model):
+    replay = blobs(100, seed=1)
+    with pytest.raises(ValueError, match="uint8"):
+        finetune(tiny_model, np.zeros((2, 28, 28), np.float32), np.zeros(2), replay, FAST)
+    with pytest.raises(ValueError, match="K > 0"):
+        finetune(tiny_model, np.zeros((0, 28, 28), np.uint8), np.zeros(0), replay, FAST)
+    with pytest.raises(ValueError, match="labels must lie"):
+        finetune(tiny_model, np.zeros((1, 28, 28), np.uint8), np.array([62]), replay, FAST)

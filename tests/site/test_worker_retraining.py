@@ -1,0 +1,79 @@
+"""Retraining and the live model swap on a real Celery worker on Redis (started as compose does)."""
+
+import json
+import time
+
+import pytest
+from django.test import override_settings
+
+from recognition import services
+from recognition.models import ModelVersion, Submission, TrainingRun
+from tests.site.conftest import TINY_FINETUNE
+from tests.site.test_worker import broker, post_drawing, start_worker, wait_for  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+def retrain_env(tiny_emnist_dir, tmp_path, max_drop: str) -> dict:
+    return {
+        "EMNIST_DATA_DIR": str(tiny_emnist_dir),
+        "MODEL_DIR": str(tmp_path / "models"),
+        "RETRAIN_MIN_NEW_CORRECTIONS": "3",
+        "RETRAIN_MAX_VAL_DROP": max_drop,
+        "RETRAIN_FINETUNE": json.dumps(TINY_FINETUNE),
+    }
+
+
+@pytest.mark.parametrize("max_drop, promoted", [("1.0", True), ("-1.0", False)], ids=["passing", "failing"])
+def test_a_scheduled_run_on_the_training_queue_promotes_or_rejects(
+    active_model, approved_corrections, start_worker, tiny_emnist_dir, tmp_path, max_drop, promoted
+):
+    from recognition.tasks import retraining_run as retraining_run_task
+
+    approved_corrections(8)
+    worker = start_worker(**retrain_env(tiny_emnist_dir, tmp_path, max_drop))
+    retraining_run_task.apply_async(kwargs={"reason": "scheduled"}, queue="training")
+    run = wait_for(
+        lambda: TrainingRun.objects.exclude(status=TrainingRun.Status.RUNNING).first(), 240, worker, "the retraining run"
+    )
+    assert run.status == TrainingRun.Status.SUCCEEDED and run.reason == "scheduled", (run.error, worker.tail())
+    version = run.result
+    assert version.parent == active_model
+    assert version.status == (ModelVersion.Status.ACTIVE if promoted else ModelVersion.Status.REJECTED)
+    active_model.refresh_from_db()
+    assert active_model.status == (ModelVersion.Status.RETIRED if promoted else ModelVersion.Status.ACTIVE)
+    assert (tmp_path / "models" / f"{version.name}.keras").is_file()
+    assert "recognition.tasks.retraining_run" in worker.tail()
+
+
+def test_a_worker_swaps_to_a_newly_active_version_without_restart(anon, active_model, drawing, start_worker, tiny_model_path):
+    """Predictions keep flowing while the active version changes twice; each records the version
+    that was active when the worker looked it up, and the worker process never restarts."""
+    worker = start_worker()
+    second = ModelVersion.objects.create(name="second", file_path=str(tiny_model_path))
+    ids, switches = [], []  # switches: (time, version) after each activation committed
+
+    def submit(n):
+        for _ in range(n):
+            response = post_drawing(anon, drawing)
+            assert response.status_code == 202
+            ids.append(response.json()["id"])
+
+    def all_done():
+        return not Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).exists()
+
+    submit(3)
+    wait_for(all_done, 120, worker, "the first predictions")
+    pid = worker.process.pid
+    first_batch = set(ids)
+    for version in (second, active_model):
+        services.model_version_activate(model_version=version)
+        switches.append((time.time(), version))
+        submit(4)  # queued right after the switch: each must be served by the new version
+        wait_for(all_done, 120, worker, f"predictions after activating {version.name}")
+        recent = Submission.objects.filter(id__in=ids[-4:])
+        assert {s.model_version_id for s in recent} == {version.id}, worker.tail()
+    rows = Submission.objects.filter(id__in=ids)
+    assert all(s.status == Submission.Status.PREDICTED for s in rows)
+    assert {s.model_version_id for s in rows if str(s.id) in first_batch} == {active_model.id}
+    assert worker.process.poll() is None and worker.process.pid == pid
