@@ -19,6 +19,8 @@ from emnist_site.settings import *  # noqa: E402, F403
 from emnist_site.settings import BASE_DIR, DATABASES  # noqa: E402
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A fresh clone has no var/, and SQLite cannot create a file in a missing folder.
+    (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")}
 
 SUBMISSION_WAIT_SECONDS = 0
