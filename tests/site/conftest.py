@@ -213,3 +213,12 @@ def approved_corrections(db):
         return made
 
     return make
+
+
+@pytest.fixture
+def admin_client_for(client, staff):
+    """A test client logged in as a superuser (the admin pages need one)."""
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    return client

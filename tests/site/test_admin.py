@@ -10,14 +10,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client_for(client, staff):
-    staff.is_superuser = True
-    staff.save()
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def correction():
     submission = services.submission_create(image=canvas_png(), content_type="image/png")
     return services.correction_create(submission=submission, label="7")

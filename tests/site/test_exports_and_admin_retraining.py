@@ -25,14 +25,6 @@ def mixed_corrections(approved_corrections):
     return approved
 
 
-@pytest.fixture
-def admin_client_for(client, staff):
-    staff.is_superuser = True
-    staff.save()
-    client.force_login(staff)
-    return client
-
-
 def test_the_npz_export_holds_images_in_emnist_orientation_and_labels(staff, mixed_corrections):
     response = token_client(staff).get("/api/v1/corrections/export?kind=npz")
     assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
