@@ -142,6 +142,14 @@ def write_report(report: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """float64 (N, C) probabilities from (N, C) logits, stable for large values."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def keras_probs(path: str | Path, images: np.ndarray, upright: bool = False, batch_size: int = 1024) -> np.ndarray:
     """Probabilities of any Keras 28x28 -> 62 model file on uint8 (N, 28, 28) EMNIST-orientation images.
 
@@ -162,8 +170,7 @@ def keras_probs(path: str | Path, images: np.ndarray, upright: bool = False, bat
     x = (np.swapaxes(images, 1, 2) if upright else images).astype(np.float32)[..., None]
     out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
     if out.min() < 0 or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-        out /= out.sum(axis=1, keepdims=True)
+        out = softmax(out)
     return out
 
 

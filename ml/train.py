@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.data import NUM_CLASSES, EmnistData, load_emnist  # noqa: E402
-from ml.evaluate import evaluate_probs, save_confusion_png, summary_line, write_report  # noqa: E402
+from ml.evaluate import evaluate_probs, save_confusion_png, softmax, summary_line, write_report  # noqa: E402
 from ml.model import RandomDistortion, allowed_set_accuracy, allowed_set_loss, build_model  # noqa: E402
 
 
@@ -74,10 +74,7 @@ def _as_input(images: np.ndarray) -> np.ndarray:
 
 def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """float64 (N, 62) softmax probabilities for uint8 (N, 28, 28) images."""
-    logits = model.predict(_as_input(images), batch_size=batch_size, verbose=0)
-    logits = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits.astype(np.float64))
-    return exp / exp.sum(axis=1, keepdims=True)
+    return softmax(model.predict(_as_input(images), batch_size=batch_size, verbose=0))
 
 
 def estimate_training_prior(model: keras.Model, images: np.ndarray, allowed: np.ndarray) -> np.ndarray:
