@@ -42,6 +42,10 @@ class TrainConfig:
     augment: bool = False  # measured: distortions cost 0.5-1.5 points on EMNIST's normalised images
     augment_strength: float = 1.0  # scales every distortion range of RandomDistortion
     prior_correction: bool = True
+    # Share of the training rows added a second time as canvas drawings sent through
+    # ml.preprocess (ml.synth.canvas_roundtrip): the site's own input, see ml/MODEL.md.
+    canvas_share: float = 0.0
+    init_from: str | None = None  # start from this .keras model's weights (fine-tuning)
     seed: int = 1
     limit: int | None = None  # train on a seeded subset of this many rows (tests, smoke runs)
 
@@ -101,6 +105,29 @@ def correct_prior(model: keras.Model, trained_prior: np.ndarray, target_prior: n
     model.get_layer("logits").set_weights([kernel, bias.astype(kernel.dtype)])
 
 
+def canvas_rows(images: np.ndarray, allowed: np.ndarray, config: TrainConfig, work_dir: str | Path):
+    """The canvas round-trip copies of a seeded ``config.canvas_share`` of the rows, cached in ``work_dir``.
+
+    Rendering takes minutes, so a resumed run reads them back instead of redoing them.
+    Returns (uint8 (M, 28, 28), allowed (M, 62)).
+    """
+    from ml.synth import canvas_roundtrip_parallel
+
+    count = int(round(config.canvas_share * len(images)))
+    rows = np.sort(np.random.default_rng(config.seed + 1).permutation(len(images))[:count])
+    cache = Path(work_dir) / f"canvas_{config.seed}_{len(images)}_{count}.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if np.array_equal(stored["rows"], rows):
+                return stored["images"], allowed[rows]
+    started = time.perf_counter()
+    rendered = canvas_roundtrip_parallel(images[rows], seed=config.seed, workers=min(2, os.cpu_count() or 1))
+    print(f"canvas round-trips: {count} rows in {time.perf_counter() - started:.0f}s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, rows=rows, images=rendered)
+    return rendered, allowed[rows]
+
+
 def fit(
     data: EmnistData,
     config: TrainConfig,
@@ -118,6 +145,11 @@ def fit(
     if config.limit is not None and config.limit < len(images):
         rows = np.sort(np.random.default_rng(config.seed).permutation(len(images))[: config.limit])
         images, allowed = images[rows], allowed[rows]
+    if config.canvas_share > 0:
+        extra_images, extra_allowed = canvas_rows(images, allowed, config, work_dir)
+        images, allowed = np.concatenate([images, extra_images]), np.concatenate([allowed, extra_allowed])
+    if model is None and config.init_from:
+        model = keras.models.load_model(config.init_from, compile=False)
     if model is None:
         model = build_model(width=config.width, dense=config.dense, dropout=config.dropout)
     steps_per_epoch = -(-len(images) // config.batch_size)
@@ -208,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            parser.add_argument(flag, type=type(value) if value is not None else int, default=value)
+            kind = {"init_from": str, "limit": int}.get(field_name, type(value))
+            parser.add_argument(flag, type=kind, default=value)
     args = parser.parse_args(argv)
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     print(f"config: {json.dumps(asdict(config))}", flush=True)

@@ -102,3 +102,48 @@ def test_the_command_line_trains_from_a_data_directory(tmp_path):
     args += ["--epochs", "1", "--width", "4", "--dense", "8", "--batch-size", "32", "--no-augment"]
     assert main(args) == 0
     assert json.loads((tmp_path / "out" / "emnist_cnn.report.json").read_text())["config"]["width"] == 4
+
+
+def test_canvas_rows_are_rendered_once_and_read_back_on_resume(tmp_path, monkeypatch):
+    import ml.synth
+    from ml.train import canvas_rows
+
+    data = tiny_data(120)
+    config = TrainConfig(canvas_share=0.25, seed=3)
+    images, allowed = canvas_rows(data.train_images, data.train_allowed, config, tmp_path)
+    assert images.shape == (22, 28, 28) and images.dtype == np.uint8  # 25% of 88 rows
+    assert allowed.shape == (22, NUM_CLASSES) and allowed.sum(axis=1).tolist() == [1] * 22
+    # Each rendering went through the canvas path: not the raw row it came from.
+    rows = np.sort(np.random.default_rng(config.seed + 1).permutation(88)[:22])
+    assert not np.array_equal(images, data.train_images[rows])
+    assert np.array_equal(allowed, data.train_allowed[rows])
+
+    def render_again(*args, **kwargs):
+        raise AssertionError("rendered again instead of reading the cache")
+
+    monkeypatch.setattr(ml.synth, "canvas_roundtrip_parallel", render_again)
+    again, _ = canvas_rows(data.train_images, data.train_allowed, config, tmp_path)
+    assert np.array_equal(again, images)
+
+
+def test_canvas_roundtrip_gives_the_same_images_in_one_or_two_processes():
+    from ml.synth import canvas_roundtrip_parallel
+
+    images = tiny_data(40).train_images
+    one = canvas_roundtrip_parallel(images, seed=5, workers=1, chunk=4)
+    two = canvas_roundtrip_parallel(images, seed=5, workers=2, chunk=4)
+    assert np.array_equal(one, two)
+    assert one.shape == images.shape and one.dtype == np.uint8
+
+
+def test_a_run_can_start_from_an_existing_model(tmp_path):
+    from ml.model import build_model
+
+    start = build_model(width=4, dense=16)
+    start.save(tmp_path / "start.keras")
+    config = TrainConfig(epochs=1, batch_size=32, width=4, dense=16, init_from=str(tmp_path / "start.keras"), prior_correction=False)
+    model = fit(tiny_data(), config, tmp_path / "w", log_stream=open("/dev/null", "w"))
+    # Same architecture, weights moved from the start model's rather than a fresh initialisation.
+    first_start, first_after = start.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0]
+    assert first_start.shape == first_after.shape
+    assert 0 < np.abs(first_after - first_start).max() < 0.1  # a fresh init differs by ~0.5
