@@ -25,7 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from recognition import exports, selectors, services
 from recognition.errors import ImageTooLarge, InvalidImage, RecognitionError
-from recognition.labels import labels
+from recognition.labels import labels, lookalike_groups, lookalike_pairs
 from recognition.models import Submission
 
 CLIENT_ID_KEY = "client_id"
@@ -259,9 +259,23 @@ class SubmissionCorrectionApi(APIView):
 
 
 class LabelListApi(APIView):
-    @extend_schema(responses=inline_serializer("Labels", {"labels": serializers.ListField(child=serializers.CharField())}))
+    @extend_schema(
+        responses=inline_serializer(
+            "Labels",
+            {
+                "labels": serializers.ListField(child=serializers.CharField()),
+                "lookalike_groups": serializers.ListField(
+                    child=serializers.ListField(child=serializers.CharField()),
+                    help_text="Labels that handwriting makes hard to tell apart (o/O/0, l/I/1, s/S, ...), one list per group.",
+                ),
+                "lookalike_pairs": serializers.ListField(
+                    child=serializers.ListField(child=serializers.CharField()), help_text="The pairs the groups are joined from."
+                ),
+            },
+        )
+    )
     def get(self, request):
-        return Response({"labels": list(labels())})
+        return Response({"labels": list(labels()), "lookalike_groups": lookalike_groups(), "lookalike_pairs": lookalike_pairs()})
 
 
 class ModelVersionListApi(APIView):
@@ -282,6 +296,64 @@ class ModelVersionListApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
         return Response(self.OutputSerializer(selectors.model_version_list(), many=True).data)
+
+
+class ModelVersionDetailApi(APIView):
+    """One version with everything the model page draws: metrics (per class, confusion matrix)
+    and the class names that index them."""
+
+    class OutputSerializer(ModelVersionListApi.OutputSerializer):
+        parent_name = serializers.CharField(source="parent.name", allow_null=True, default=None)
+        classes = serializers.SerializerMethodField(help_text="Row/column names of metrics.validation.confusion_matrix.")
+
+        class Meta:
+            ref_name = "ModelVersionDetail"
+
+        def get_classes(self, obj) -> list[str]:
+            return list(labels())
+
+    @extend_schema(responses={200: OutputSerializer, 404: OpenApiResponse(description="No such version.")})
+    def get(self, request, model_version_id):
+        version = selectors.model_version_get(model_version_id=model_version_id)
+        return Response(self.OutputSerializer(version).data)
+
+
+def _version_summary(version) -> dict:
+    """The figures of one version for the history chart, without the big arrays."""
+    validation = version.metrics.get("validation") or {}
+    held_back = version.metrics.get("held_back") or {}
+    return {
+        "id": version.id,
+        "name": version.name,
+        "status": version.status,
+        "parent": version.parent_id,
+        "created_at": version.created_at,
+        "activated_at": version.activated_at,
+        "top1": validation.get("top1"),
+        "top3": validation.get("top3"),
+        "lookalike_top1": validation.get("lookalike_top1"),
+        "held_back_top1": held_back.get("top1"),
+        "corrections_used": (version.training_summary or {}).get("corrections"),
+        "gate_reason": (version.gate_results or {}).get("reason", ""),
+    }
+
+
+class StatsApi(APIView):
+    """Public, read-only figures for the model page: the active model, the history of versions
+    (the learning loop) and how many corrections people have contributed."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        active = selectors.model_version_get_active()
+        versions = [_version_summary(v) for v in selectors.model_version_list().order_by("created_at")]
+        return Response(
+            {
+                "active_model": _version_summary(active) if active else None,
+                "model_versions": versions,
+                "corrections": selectors.correction_counts(),
+                "predictions": selectors.submission_count_predicted(),
+            }
+        )
 
 
 class CorrectionExportApi(APIView):

@@ -1,9 +1,9 @@
 """Reads shared by APIs, pages and admin."""
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from recognition.errors import NotFound
-from recognition.models import ModelVersion, Submission
+from recognition.models import Correction, ModelVersion, Submission
 
 
 def model_version_get_active() -> ModelVersion | None:
@@ -30,3 +30,27 @@ def submission_get_visible(*, submission_id, user, client_id: str) -> Submission
         return submission_list_visible(user=user, client_id=client_id).get(id=submission_id)
     except (Submission.DoesNotExist, ValueError):
         raise NotFound("Submission not found.") from None
+
+
+def model_version_get(*, model_version_id) -> ModelVersion:
+    try:
+        return ModelVersion.objects.select_related("parent").get(id=model_version_id)
+    except (ModelVersion.DoesNotExist, ValueError):
+        raise NotFound("Model version not found.") from None
+
+
+def correction_counts() -> dict:
+    """How many corrections people have contributed, by review status, and how many a promoted
+    model has learned from (public aggregate numbers, nothing about whose)."""
+    by_status = dict(Correction.objects.values_list("status").annotate(n=Count("id")).order_by())
+    return {
+        "total": sum(by_status.values()),
+        "approved": by_status.get(Correction.Status.APPROVED, 0),
+        "pending": by_status.get(Correction.Status.PENDING, 0),
+        "rejected": by_status.get(Correction.Status.REJECTED, 0),
+        "learned": Correction.objects.filter(learned_by__isnull=False).count(),
+    }
+
+
+def submission_count_predicted() -> int:
+    return Submission.objects.filter(status=Submission.Status.PREDICTED).count()

@@ -12,6 +12,8 @@ urlpatterns = [
     path("corrections/export", apis.CorrectionExportApi.as_view(), name="correction-export"),
     path("labels", apis.LabelListApi.as_view(), name="label-list"),
     path("model-versions", apis.ModelVersionListApi.as_view(), name="model-version-list"),
+    path("model-versions/<str:model_version_id>", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),
+    path("stats", apis.StatsApi.as_view(), name="stats"),
     path("health", apis.HealthApi.as_view(), name="health"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
