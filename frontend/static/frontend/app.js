@@ -5,8 +5,10 @@
 
   const API = "/api/v1";
   // Tests may shorten these with window.HANDWRITING_CONFIG (set before this script runs).
+  // The first prediction in a fresh process loads TensorFlow and the model: tens of seconds
+  // on a busy 2-core machine, hence the generous request deadline.
   const CONFIG = Object.assign(
-    { timeoutMs: 20000, pollTries: 20, pollDelayMs: 500, pollMaxDelayMs: 3000 },
+    { timeoutMs: 45000, pollTries: 20, pollDelayMs: 500, pollMaxDelayMs: 3000 },
     window.HANDWRITING_CONFIG || {}
   );
   const LABELS = Array.from(JSON.parse(document.getElementById("labels-data").textContent));
