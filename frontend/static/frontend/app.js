@@ -488,16 +488,18 @@
     if (!items.length) { say("No characters were found in that drawing. Write a little larger, with space between the characters."); return; }
     $("result").dataset.wordId = word.id;
     showCharacters(items, word.text || items.map(label).join(""));
-    drawBoxes(word.boxes || []);
+    // Only over a drawing: an upload's boxes are in the photo's pixels, not the canvas's.
+    if (word.source === "canvas" && strokes.length) drawBoxes(word.boxes || [], word.width || overlay.width, word.height || overlay.height);
   }
 
   // Where the server split the word: numbered boxes over the drawing.
-  function drawBoxes(boxes) {
+  function drawBoxes(boxes, width, height) {
     const o = overlay.getContext("2d");
     o.clearRect(0, 0, overlay.width, overlay.height);
     o.lineWidth = 2;
     o.font = "bold 16px system-ui, sans-serif";
-    boxes.forEach(function (b, i) {
+    const sx = overlay.width / width, sy = overlay.height / height;
+    boxes.map(function (b) { return [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]; }).forEach(function (b, i) {
       o.strokeStyle = "rgba(11, 87, 208, 0.85)";
       o.setLineDash([6, 4]);
       o.strokeRect(b[0], b[1], b[2] - b[0], b[3] - b[1]);
