@@ -1,9 +1,13 @@
 """Headless Chromium (Debian's package) draws on the page: mouse, touch on a phone, a pen."""
 
+import base64
+import json
+
 import pytest
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission
+from tests.site.conftest import canvas_png
 from tests.site.browser import PHONE, browser, draw, ellipse, line, no_horizontal_overflow, page, phone, screenshot, shipped_model  # noqa: F401
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -135,3 +139,38 @@ def test_a_pen_draws_wider_the_harder_it_presses(page, live_server, active_model
     assert page.get_attribute("#pad", "data-strokes") == "2"
     light, heavy = ink_height(page, 0.3), ink_height(page, 0.7)
     assert 0 < light < heavy, (light, heavy)
+
+
+def answer_with(page, top_k):
+    """The server's answer for the next prediction, with a chosen top-5 (the page's wording is
+    under test here, not the model)."""
+    body = {
+        "id": "00000000-0000-0000-0000-000000000001", "url": "/api/v1/submissions/00000000-0000-0000-0000-000000000001",
+        "status": "predicted", "predicted_label": top_k[0][0], "top_k": [{"label": l, "probability": p} for l, p in top_k],
+        "input_image": "data:image/png;base64," + base64.b64encode(canvas_png(28)).decode(), "correction": None,
+    }
+    page.route("**/api/v1/submissions", lambda route: route.fulfill(status=201, body=json.dumps(body), headers={"Content-Type": "application/json"})
+               if route.request.method == "POST" else route.continue_())
+
+
+@pytest.mark.parametrize(
+    "top_k, expected",
+    [
+        ([("o", 0.5), ("O", 0.3), ("0", 0.15), ("c", 0.03), ("a", 0.02)], "o, O and 0 look almost the same in handwriting; the model is unsure between them"),
+        ([("s", 0.6), ("S", 0.35), ("5", 0.03), ("g", 0.01), ("a", 0.01)], "s and S are the same letter in lower and upper case"),
+        ([("1", 0.5), ("l", 0.3), ("7", 0.1), ("I", 0.05), ("i", 0.01)], "1, l and I look almost the same"),
+        ([("A", 0.9), ("4", 0.05), ("H", 0.03), ("R", 0.01), ("a", 0.01)], None),
+        ([("7", 0.8), ("1", 0.1), ("l", 0.05), ("T", 0.03), ("I", 0.02)], None),  # 7 has no look-alike
+    ],
+)
+def test_lookalike_answers_are_explained_in_words(page, live_server, active_model, top_k, expected):
+    page.goto(live_server.url + "/")
+    answer_with(page, top_k)
+    draw(page, line(0.5, 0.15, 0.5, 0.85))
+    page.click("#predict")
+    page.wait_for_selector("#result:not([hidden]) .bars li", timeout=20_000)
+    notes = page.locator(".char-card .lookalike")
+    if expected is None:
+        assert notes.count() == 0
+    else:
+        assert expected in notes.inner_text()

@@ -324,21 +324,30 @@
   function image28(item) { return item.input_image || item.input28 || ""; }
 
   // "o, O and 0 look almost the same in handwriting": the top answers that share a look-alike
-  // group with the first one and that the model gives a real chance.
+  // group with the first one and that the model gives a real chance. Returns a <p> or null.
   function lookalikeNote(item) {
     const top = item.top_k || [];
-    if (!top.length || GROUP_OF[top[0].label] === undefined) return "";
+    if (!top.length || GROUP_OF[top[0].label] === undefined) return null;
     const group = GROUP_OF[top[0].label];
     const close = top.filter(function (p, i) { return GROUP_OF[p.label] === group && (i === 0 || p.probability >= 0.03); });
-    if (close.length < 2) return "";
+    if (close.length < 2) return null;
     const names = close.map(function (p) { return p.label; });
-    const list = names.length === 2 ? names[0] + " and " + names[1] : names.slice(0, -1).join(", ") + " and " + names[names.length - 1];
     const sameLetter = names.every(function (n) { return n.toLowerCase() === names[0].toLowerCase() && /[a-z]/i.test(n); });
+    const note = document.createElement("p");
+    note.className = "lookalike";
+    // Each character in a font where l, I and 1 differ, or the note itself would be ambiguous.
+    names.forEach(function (n, i) {
+      if (i > 0) note.append(i === names.length - 1 ? " and " : ", ");
+      const glyph = document.createElement("b");
+      glyph.className = "glyph";
+      glyph.textContent = n;
+      note.appendChild(glyph);
+    });
     const shares = close.map(function (p) { return p.label + " " + pct(p.probability); }).join(", ");
-    if (sameLetter) {
-      return list + " are the same letter in lower and upper case and differ mostly in size, which one character on its own does not show; the model is unsure between them (" + shares + ").";
-    }
-    return list + " look almost the same in handwriting; the model is unsure between them (" + shares + ").";
+    note.append(sameLetter
+      ? " are the same letter in lower and upper case and differ mostly in size, which one character on its own does not show; the model is unsure between them (" + shares + ")."
+      : " look almost the same in handwriting; the model is unsure between them (" + shares + ").");
+    return note;
   }
 
   function bars(item) {
@@ -455,12 +464,7 @@
     head.append(figure, big);
     li.append(head, bars(item));
     const note = lookalikeNote(item);
-    if (note) {
-      const p = document.createElement("p");
-      p.className = "lookalike";
-      p.textContent = note;
-      li.appendChild(p);
-    }
+    if (note) li.appendChild(note);
     li.appendChild(correctionPicker(item, index, count));
     return li;
   }

@@ -72,17 +72,19 @@
     box.replaceChildren();
     const values = [];
     versions.forEach(function (v) { [v.top1, v.top3, v.held_back_top1].forEach(function (x) { if (typeof x === "number") values.push(x); }); });
-    const W = 760, H = 260, L = 52, R = 16, T = 16, B = 58;
+    const W = 760, H = 260, L = 52, R = 44, T = 16, B = 58;
     const svg = svgRoot(W, H, "Top-1 and top-3 validation accuracy of each model version, oldest first");
     svg.classList.add("history");
     if (!values.length) { box.textContent = "No version has validation figures yet."; return; }
-    let lo = Math.max(0, Math.floor((Math.min.apply(null, values) - 0.02) * 20) / 20);
+    // Round ticks: every 5 points (10 when the range is wide), from below the lowest figure to 100%.
     const hi = 1;
+    let lo = Math.max(0, Math.floor((Math.min.apply(null, values) - 0.02) * 20) / 20);
     if (hi - lo < 0.1) lo = hi - 0.1;
+    const tick = hi - lo > 0.3 ? 0.1 : 0.05;
+    lo = hi - Math.ceil((hi - lo) / tick - 1e-9) * tick;
     const x = function (i) { return versions.length === 1 ? L + (W - L - R) / 2 : L + ((W - L - R) * i) / (versions.length - 1); };
     const y = function (v) { return T + (H - T - B) * (1 - (v - lo) / (hi - lo)); };
-    for (let g = 0; g <= 4; g++) {
-      const v = lo + ((hi - lo) * g) / 4;
+    for (let v = lo; v <= hi + 1e-9; v += tick) {
       svg.appendChild(el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
       svg.appendChild(el("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, pct(v, 0)));
     }
