@@ -8,7 +8,7 @@
   // The first prediction in a fresh process loads TensorFlow and the model: tens of seconds
   // on a busy 2-core machine, hence the generous request deadline.
   const CONFIG = Object.assign(
-    { timeoutMs: 45000, pollTries: 20, pollDelayMs: 500, pollMaxDelayMs: 3000 },
+    { timeoutMs: 45000, pollTries: 20, pollDelayMs: 500, pollMaxDelayMs: 3000, wordPauseMs: 1500 },
     window.HANDWRITING_CONFIG || {}
   );
   const LABELS = Array.from(JSON.parse(document.getElementById("labels-data").textContent));
@@ -100,6 +100,7 @@
   pad.addEventListener("pointerdown", function (event) {
     if (event.button !== undefined && event.button > 0) return;
     event.preventDefault();
+    clearTimeout(autoTimer);
     pad.setPointerCapture(event.pointerId);
     pad.focus({ preventScroll: true });
     if (startedAt === null) startedAt = performance.now();
@@ -120,10 +121,15 @@
     redraw();
   });
 
+  // "Predict when the pen lifts": at once for one character; for a word, once the pen has
+  // rested for a moment, or it would predict after the first letter.
+  let autoTimer = null;
   function endStroke() {
     if (!current) return;
     current = null;
-    if ($("auto").checked) predict();
+    if (!$("auto").checked) return;
+    if (mode === "char") predict();
+    else autoTimer = setTimeout(predict, CONFIG.wordPauseMs);
   }
   pad.addEventListener("pointerup", endStroke);
   pad.addEventListener("pointercancel", endStroke);
@@ -343,10 +349,16 @@
       glyph.textContent = n;
       note.appendChild(glyph);
     });
-    const shares = close.map(function (p) { return p.label + " " + pct(p.probability); }).join(", ");
     note.append(sameLetter
-      ? " are the same letter in lower and upper case and differ mostly in size, which one character on its own does not show; the model is unsure between them (" + shares + ")."
-      : " look almost the same in handwriting; the model is unsure between them (" + shares + ").");
+      ? " are the same letter in lower and upper case and differ mostly in size, which one character on its own does not show; the model is unsure between them ("
+      : " look almost the same in handwriting; the model is unsure between them (");
+    close.forEach(function (p, i) {
+      const glyph = document.createElement("b");
+      glyph.className = "glyph";
+      glyph.textContent = p.label;
+      note.append(i ? ", " : "", glyph, " " + pct(p.probability));
+    });
+    note.append(").");
     return note;
   }
 
