@@ -41,6 +41,11 @@ MAX_CHARACTERS = 32
 # of the narrower one's width (a dot over a stem overlaps by all of its width; two
 # neighbours that touch at a serif by a sliver of theirs).
 MIN_OVERLAP = 0.5
+# A fragment (lower than FRAGMENT_HEIGHT x the word's character height: a "5"'s flag, a
+# stroke broken off a character, a "t" bar) joins the character it overlaps or nearly
+# touches, within FRAGMENT_REACH x that height. Whole characters never shrink this low.
+FRAGMENT_HEIGHT = 0.4
+FRAGMENT_REACH = 0.1
 # A mark (an i's dot, a stray tick) is at most this share of the word's character height;
 # it joins the nearest character whose extent, widened by MARK_REACH x that height, holds it.
 MARK_SIZE = 0.3
@@ -195,7 +200,28 @@ def _group(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
                     del groups[b]
                     changed = True
 
-    # 2. A group that is only a mark joins the nearest character within reach.
+    # 2. A fragment joins the nearest group it overlaps or nearly touches; repeated, as a
+    #    fragment may first join another fragment.
+    def gap(ga, gb):
+        return max(gb[0] - ga[2], ga[0] - gb[2])  # negative: the column ranges overlap
+
+    changed = True
+    while changed and len(groups) > 1:
+        changed = False
+        for a in sorted(groups, key=lambda k: groups[k][3] - groups[k][1]):
+            ga = groups[a]
+            if ga[3] - ga[1] >= FRAGMENT_HEIGHT * ref:
+                continue
+            b = min((k for k in groups if k != a), key=lambda k: gap(ga, groups[k]))
+            gb = groups[b]
+            if gap(ga, gb) < FRAGMENT_REACH * ref:
+                parent[find(a)] = find(b)
+                groups[b] = np.array([min(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), max(ga[3], gb[3])])
+                del groups[a]
+                changed = True
+                break
+
+    # 3. A group that is only a mark joins the nearest character within reach.
     members: dict[int, list[int]] = {}
     for i in range(n):
         members.setdefault(find(i), []).append(i)

@@ -8,7 +8,7 @@ from ml import segment
 from ml.errors import BlankImageError, InvalidImageError, TooManyCharactersError
 from ml.preprocess import image_bytes_to_emnist, ink_to_emnist
 from ml.segment import label_components, pieces_to_emnist, segment_image_bytes, segment_ink
-from ml.synth import ink_to_png
+from ml.synth import ink_to_png, render_word_ink
 
 PEN = 10
 
@@ -107,6 +107,30 @@ def test_a_broken_stroke_stays_one_character_and_column_gaps_split():
     found = segment_ink(ink)
     assert len(found.pieces) == 2
     assert found.pieces[0].box[1] < 40 and found.pieces[0].box[3] > 170
+
+
+def test_a_detached_flag_or_broken_off_stroke_joins_the_character_it_touches():
+    # A "5" whose flag was drawn apart and sticks out to the right, then an "h" whose arch
+    # broke off its stem, then an "l": three characters, not five.
+    five = [[[75, 40], [125, 40]], [[50, 45], [45, 100], [80, 95], [90, 130], [70, 165], [40, 160]]]
+    h = [[[160, 40], [160, 170]], [[172, 125], [190, 115], [205, 125], [205, 150]]]
+    ell = [[[270, 40], [270, 170]]]
+    ink = draw(five + h + ell)
+    assert len(segment_ink(ink).pieces) == 3
+    assert [p.strokes for p in segment_ink(ink, five + h + ell).pieces] == [(0, 1), (2, 3), (4,)]
+
+
+def test_words_rendered_from_28x28_images_split_back_into_their_characters():
+    glyphs = np.zeros((3, 28, 28), dtype=np.uint8)  # EMNIST orientation: [column, row]
+    glyphs[0, 12:16, 4:24] = 255  # a bar
+    glyphs[1, 6:22, 6:10] = glyphs[1, 6:22, 18:22] = glyphs[1, 6:10, 6:22] = glyphs[1, 18:22, 6:22] = 255  # a ring
+    glyphs[2, 4:24, 12:16] = 255  # a dash
+    for seed in range(5):
+        ink, boxes = render_word_ink(glyphs, np.random.default_rng(seed))
+        found = segment_ink(ink)
+        assert len(found.pieces) == 3
+        for piece, box in zip(found.pieces, boxes):
+            assert np.abs(np.array(piece.box) - np.array(box)).max() <= 2
 
 
 def test_each_character_gets_only_its_own_ink_when_boxes_overlap():
