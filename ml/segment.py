@@ -87,6 +87,9 @@ class Segmentation:
     method: str
     width: int
     height: int
+    # Strokes sent in other units than the image's pixels (CSS pixels of a canvas drawn at
+    # devicePixelRatio 2, say) were multiplied by this to match it.
+    stroke_scale: float = 1.0
 
 
 def segment_image_bytes(data: bytes, strokes=None, *, max_characters: int = MAX_CHARACTERS) -> Segmentation:
@@ -117,20 +120,24 @@ def segment_ink(ink: np.ndarray, strokes=None, *, max_characters: int = MAX_CHAR
     if not inked.any():
         raise BlankImageError("the image is blank: nothing is drawn on it")
     height, width = ink.shape
-    pieces, method = None, "components"
-    parsed = _parse_strokes(strokes, width, height)
-    if parsed:
-        pieces = _pieces_from_strokes(ink, inked, parsed)
-        method = "strokes"
+    pieces, method, used_scale = None, "components", 1.0
+    parsed = _parse_strokes(strokes)
+    for scale in _stroke_scales(parsed, inked) if parsed else ():
+        scaled = [points * scale for points in parsed]
+        if _strokes_fit(scaled, width, height):
+            pieces = _pieces_from_strokes(ink, inked, scaled)
+            if pieces is not None:
+                method, used_scale = "strokes", scale
+                break
     if pieces is None:
-        pieces, method = _pieces_from_components(ink, inked), "components"
+        pieces = _pieces_from_components(ink, inked)
     if not pieces:
         raise BlankImageError("the image is blank: nothing is drawn on it")
     if len(pieces) > max_characters:
         raise TooManyCharactersError(
             f"found {len(pieces)} characters; a word may have at most {max_characters}"
         )
-    return Segmentation(pieces=pieces, method=method, width=width, height=height)
+    return Segmentation(pieces=pieces, method=method, width=width, height=height, stroke_scale=used_scale)
 
 
 def pieces_to_emnist(pieces: list[Piece]) -> np.ndarray:
@@ -252,8 +259,8 @@ def _group(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
 # --------------------------------------------------------------------------- strokes
 
 
-def _parse_strokes(strokes, width: int, height: int) -> list[np.ndarray] | None:
-    """Strokes as float (n, 2) x, y arrays, or None when they cannot describe this image."""
+def _parse_strokes(strokes) -> list[np.ndarray] | None:
+    """Strokes as float (n, 2) x, y arrays, or None when they are unusable."""
     if not strokes or not isinstance(strokes, (list, tuple)):
         return None
     parsed = []
@@ -266,15 +273,35 @@ def _parse_strokes(strokes, width: int, height: int) -> list[np.ndarray] | None:
         return None
     if not parsed or not all(np.isfinite(p).all() for p in parsed):
         return None
-    every = np.concatenate(parsed)
-    # Points well outside the image: the strokes are in other coordinates (CSS pixels of
-    # a scaled canvas, say). Components are safer than a wrong mapping.
-    slack = 0.02 * max(width, height) + 2
-    if every[:, 0].min() < -slack or every[:, 1].min() < -slack:
-        return None
-    if every[:, 0].max() > width + slack or every[:, 1].max() > height + slack:
-        return None
     return parsed
+
+
+def _stroke_scales(strokes: list[np.ndarray], inked: np.ndarray) -> list[float]:
+    """Scales to try: 1 (the canvas's own pixels), then the one that maps the strokes'
+    extent onto the ink's (a canvas drawn at devicePixelRatio 2 whose strokes are in CSS pixels)."""
+    every = np.concatenate(strokes)
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    pen = stroke_width(inked)
+    ratios = []
+    for extent, span in ((np.ptp(every[:, 0]), cols[-1] - cols[0] + 1), (np.ptp(every[:, 1]), rows[-1] - rows[0] + 1)):
+        if extent >= 10:
+            ratios.append((span - pen) / extent)
+    if not ratios or (len(ratios) == 2 and abs(ratios[0] - ratios[1]) > 0.1 * max(ratios)):
+        return [1.0]
+    estimate = float(np.mean(ratios))
+    return [1.0] if abs(estimate - 1) < 0.05 or estimate <= 0 else [1.0, estimate]
+
+
+def _strokes_fit(strokes: list[np.ndarray], width: int, height: int) -> bool:
+    """Points well outside the image mean other coordinates: components are safer than a wrong mapping."""
+    every = np.concatenate(strokes)
+    slack = 0.02 * max(width, height) + 2
+    return bool(
+        every[:, 0].min() >= -slack
+        and every[:, 1].min() >= -slack
+        and every[:, 0].max() <= width + slack
+        and every[:, 1].max() <= height + slack
+    )
 
 
 def _pieces_from_strokes(ink: np.ndarray, inked: np.ndarray, strokes: list[np.ndarray]) -> list[Piece] | None:

@@ -163,12 +163,22 @@ def test_a_lone_speck_is_not_a_character():
     assert len(segment_ink(ink, strokes).pieces) == 2
 
 
-def test_strokes_in_other_coordinates_fall_back_to_components():
+def test_strokes_in_css_pixels_of_a_high_density_canvas_are_scaled_to_the_image():
     strokes = I_AT(50) + T_AT(160) + O_AT(300)
     ink = draw(strokes)
-    halved = [[[x / 2, y / 2] for x, y in stroke] for stroke in strokes]  # inside the image, wrong place
-    doubled = [[[x * 2, y * 2] for x, y in stroke] for stroke in strokes]  # outside the image
-    for other in (halved, doubled, [[]], [[["a", 1]]], [[[float("nan"), 1]]]):
+    for factor in (2, 1.5, 0.5):  # devicePixelRatio 2, 1.5; a canvas exported at half size
+        css = [[[x / factor, y / factor] for x, y in stroke] for stroke in strokes]
+        found = segment_ink(ink, css)
+        assert found.method == "strokes" and abs(found.stroke_scale - factor) < 0.05 * factor
+        assert [p.strokes for p in found.pieces] == [(0, 1), (2, 3), (4,)]
+
+
+def test_strokes_that_do_not_match_the_image_fall_back_to_components():
+    strokes = I_AT(50) + T_AT(160) + O_AT(300)
+    ink = draw(strokes)
+    shifted = [[[x + 100, y] for x, y in stroke] for stroke in strokes]  # inside the image, wrong place
+    outside = [[[x * 3, y * 3] for x, y in stroke] for stroke in strokes[:2]]  # no scale maps them on the ink
+    for other in (shifted, outside, [[]], [[["a", 1]]], [[[float("nan"), 1]]]):
         found = segment_ink(ink, other)
         assert found.method == "components" and len(found.pieces) == 3
 
