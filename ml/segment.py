@@ -58,6 +58,11 @@ MIN_PIECE_INK = 0.02
 # Components are found on a copy at most this many pixels a side (max-pooled): enough to
 # keep pen-width gaps, and bounded work for a 4096 px upload.
 COMPONENT_MAX_SIDE = 1024
+# Components smaller than this share of the pen's square are noise (paper grain, JPEG
+# artefacts), not dots; at most MAX_ELEMENTS of the largest are grouped, which bounds the
+# work a noisy photo can cause.
+NOISE_AREA = 0.25
+MAX_ELEMENTS = 1000
 # Strokes are trusted when their masks hold this share of the ink; otherwise they do not
 # match the image (other coordinates, a different canvas) and components are used.
 MIN_STROKE_COVERAGE = 0.9
@@ -216,8 +221,8 @@ def _group(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
     while changed and len(groups) > 1:
         changed = False
         for a in sorted(groups, key=lambda k: groups[k][3] - groups[k][1]):
-            ga = groups[a]
-            if ga[3] - ga[1] >= FRAGMENT_HEIGHT * ref:
+            ga = groups.get(a)
+            if ga is None or ga[3] - ga[1] >= FRAGMENT_HEIGHT * ref or len(groups) == 1:
                 continue
             b = min((k for k in groups if k != a), key=lambda k: gap(ga, groups[k]))
             gb = groups[b]
@@ -226,7 +231,6 @@ def _group(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
                 groups[b] = np.array([min(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), max(ga[3], gb[3])])
                 del groups[a]
                 changed = True
-                break
 
     # 3. A group that is only a mark joins the nearest character within reach.
     members: dict[int, list[int]] = {}
@@ -380,7 +384,13 @@ def _pieces_from_components(ink: np.ndarray, inked: np.ndarray) -> list[Piece]:
     np.maximum.at(boxes[:, 2], lab, xs + 1)
     np.maximum.at(boxes[:, 3], lab, ys + 1)
     weights = np.bincount(lab, minlength=count).astype(np.float64)
-    groups = _group(boxes * factor, weights)  # block boxes; grouped at the pixel scale
+    pen = stroke_width(small)
+    kept = np.flatnonzero(weights >= NOISE_AREA * pen * pen)
+    if len(kept) == 0:
+        return []
+    kept = kept[np.argsort(-weights[kept], kind="stable")[:MAX_ELEMENTS]]
+    # Block boxes, grouped at the pixel scale; indices back to component numbers.
+    groups = [[int(kept[i]) for i in idx] for idx in _group(boxes[kept] * factor, weights[kept])]
     # Back to full resolution: a pixel belongs to a group when its block's component does;
     # faint pixels (below the threshold, in no component) go with whichever group's box holds them.
     group_of = np.zeros(count + 1, dtype=np.int32)  # 0: background

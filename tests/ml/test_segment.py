@@ -163,6 +163,17 @@ def test_a_lone_speck_is_not_a_character():
     assert len(segment_ink(ink, strokes).pieces) == 2
 
 
+def test_paper_grain_is_ignored_and_the_work_stays_bounded():
+    ink = draw(I_AT(50) + T_AT(160) + O_AT(300)).copy()
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, 200, 300), rng.integers(0, 600, 300)
+    ink[ys, xs] = np.maximum(ink[ys, xs], 200)  # 300 single-pixel specks
+    assert len(segment_ink(ink).pieces) == 3
+    noise = (rng.random((400, 1000)) < 0.01).astype(np.float32)  # nothing but specks of the pen's size
+    with pytest.raises(TooManyCharactersError):
+        segment_ink(noise)
+
+
 def test_strokes_in_css_pixels_of_a_high_density_canvas_are_scaled_to_the_image():
     strokes = I_AT(50) + T_AT(160) + O_AT(300)
     ink = draw(strokes)
