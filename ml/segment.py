@@ -41,6 +41,11 @@ MAX_CHARACTERS = 32
 # of the narrower one's width (a dot over a stem overlaps by all of its width; two
 # neighbours that touch at a serif by a sliver of theirs).
 MIN_OVERLAP = 0.5
+# A fragment (lower than FRAGMENT_HEIGHT x the word's character height: a "5"'s flag, a
+# stroke broken off a character, a "t" bar) joins the character it overlaps or nearly
+# touches, within FRAGMENT_REACH x that height. Whole characters never shrink this low.
+FRAGMENT_HEIGHT = 0.4
+FRAGMENT_REACH = 0.1
 # A mark (an i's dot, a stray tick) is at most this share of the word's character height;
 # it joins the nearest character whose extent, widened by MARK_REACH x that height, holds it.
 MARK_SIZE = 0.3
@@ -53,6 +58,11 @@ MIN_PIECE_INK = 0.02
 # Components are found on a copy at most this many pixels a side (max-pooled): enough to
 # keep pen-width gaps, and bounded work for a 4096 px upload.
 COMPONENT_MAX_SIDE = 1024
+# Components smaller than this share of the pen's square are noise (paper grain, JPEG
+# artefacts), not dots; at most MAX_ELEMENTS of the largest are grouped, which bounds the
+# work a noisy photo can cause.
+NOISE_AREA = 0.25
+MAX_ELEMENTS = 1000
 # Strokes are trusted when their masks hold this share of the ink; otherwise they do not
 # match the image (other coordinates, a different canvas) and components are used.
 MIN_STROKE_COVERAGE = 0.9
@@ -82,6 +92,9 @@ class Segmentation:
     method: str
     width: int
     height: int
+    # Strokes sent in other units than the image's pixels (CSS pixels of a canvas drawn at
+    # devicePixelRatio 2, say) were multiplied by this to match it.
+    stroke_scale: float = 1.0
 
 
 def segment_image_bytes(data: bytes, strokes=None, *, max_characters: int = MAX_CHARACTERS) -> Segmentation:
@@ -112,20 +125,24 @@ def segment_ink(ink: np.ndarray, strokes=None, *, max_characters: int = MAX_CHAR
     if not inked.any():
         raise BlankImageError("the image is blank: nothing is drawn on it")
     height, width = ink.shape
-    pieces, method = None, "components"
-    parsed = _parse_strokes(strokes, width, height)
-    if parsed:
-        pieces = _pieces_from_strokes(ink, inked, parsed)
-        method = "strokes"
+    pieces, method, used_scale = None, "components", 1.0
+    parsed = _parse_strokes(strokes)
+    for scale in _stroke_scales(parsed, inked) if parsed else ():
+        scaled = [points * scale for points in parsed]
+        if _strokes_fit(scaled, width, height):
+            pieces = _pieces_from_strokes(ink, inked, scaled)
+            if pieces is not None:
+                method, used_scale = "strokes", scale
+                break
     if pieces is None:
-        pieces, method = _pieces_from_components(ink, inked), "components"
+        pieces = _pieces_from_components(ink, inked)
     if not pieces:
         raise BlankImageError("the image is blank: nothing is drawn on it")
     if len(pieces) > max_characters:
         raise TooManyCharactersError(
             f"found {len(pieces)} characters; a word may have at most {max_characters}"
         )
-    return Segmentation(pieces=pieces, method=method, width=width, height=height)
+    return Segmentation(pieces=pieces, method=method, width=width, height=height, stroke_scale=used_scale)
 
 
 def pieces_to_emnist(pieces: list[Piece]) -> np.ndarray:
@@ -195,7 +212,27 @@ def _group(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
                     del groups[b]
                     changed = True
 
-    # 2. A group that is only a mark joins the nearest character within reach.
+    # 2. A fragment joins the nearest group it overlaps or nearly touches; repeated, as a
+    #    fragment may first join another fragment.
+    def gap(ga, gb):
+        return max(gb[0] - ga[2], ga[0] - gb[2])  # negative: the column ranges overlap
+
+    changed = True
+    while changed and len(groups) > 1:
+        changed = False
+        for a in sorted(groups, key=lambda k: groups[k][3] - groups[k][1]):
+            ga = groups.get(a)
+            if ga is None or ga[3] - ga[1] >= FRAGMENT_HEIGHT * ref or len(groups) == 1:
+                continue
+            b = min((k for k in groups if k != a), key=lambda k: gap(ga, groups[k]))
+            gb = groups[b]
+            if gap(ga, gb) < FRAGMENT_REACH * ref:
+                parent[find(a)] = find(b)
+                groups[b] = np.array([min(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), max(ga[3], gb[3])])
+                del groups[a]
+                changed = True
+
+    # 3. A group that is only a mark joins the nearest character within reach.
     members: dict[int, list[int]] = {}
     for i in range(n):
         members.setdefault(find(i), []).append(i)
@@ -226,8 +263,8 @@ def _group(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
 # --------------------------------------------------------------------------- strokes
 
 
-def _parse_strokes(strokes, width: int, height: int) -> list[np.ndarray] | None:
-    """Strokes as float (n, 2) x, y arrays, or None when they cannot describe this image."""
+def _parse_strokes(strokes) -> list[np.ndarray] | None:
+    """Strokes as float (n, 2) x, y arrays, or None when they are unusable."""
     if not strokes or not isinstance(strokes, (list, tuple)):
         return None
     parsed = []
@@ -240,15 +277,35 @@ def _parse_strokes(strokes, width: int, height: int) -> list[np.ndarray] | None:
         return None
     if not parsed or not all(np.isfinite(p).all() for p in parsed):
         return None
-    every = np.concatenate(parsed)
-    # Points well outside the image: the strokes are in other coordinates (CSS pixels of
-    # a scaled canvas, say). Components are safer than a wrong mapping.
-    slack = 0.02 * max(width, height) + 2
-    if every[:, 0].min() < -slack or every[:, 1].min() < -slack:
-        return None
-    if every[:, 0].max() > width + slack or every[:, 1].max() > height + slack:
-        return None
     return parsed
+
+
+def _stroke_scales(strokes: list[np.ndarray], inked: np.ndarray) -> list[float]:
+    """Scales to try: 1 (the canvas's own pixels), then the one that maps the strokes'
+    extent onto the ink's (a canvas drawn at devicePixelRatio 2 whose strokes are in CSS pixels)."""
+    every = np.concatenate(strokes)
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    pen = stroke_width(inked)
+    ratios = []
+    for extent, span in ((np.ptp(every[:, 0]), cols[-1] - cols[0] + 1), (np.ptp(every[:, 1]), rows[-1] - rows[0] + 1)):
+        if extent >= 10:
+            ratios.append((span - pen) / extent)
+    if not ratios or (len(ratios) == 2 and abs(ratios[0] - ratios[1]) > 0.1 * max(ratios)):
+        return [1.0]
+    estimate = float(np.mean(ratios))
+    return [1.0] if abs(estimate - 1) < 0.05 or estimate <= 0 else [1.0, estimate]
+
+
+def _strokes_fit(strokes: list[np.ndarray], width: int, height: int) -> bool:
+    """Points well outside the image mean other coordinates: components are safer than a wrong mapping."""
+    every = np.concatenate(strokes)
+    slack = 0.02 * max(width, height) + 2
+    return bool(
+        every[:, 0].min() >= -slack
+        and every[:, 1].min() >= -slack
+        and every[:, 0].max() <= width + slack
+        and every[:, 1].max() <= height + slack
+    )
 
 
 def _pieces_from_strokes(ink: np.ndarray, inked: np.ndarray, strokes: list[np.ndarray]) -> list[Piece] | None:
@@ -327,7 +384,13 @@ def _pieces_from_components(ink: np.ndarray, inked: np.ndarray) -> list[Piece]:
     np.maximum.at(boxes[:, 2], lab, xs + 1)
     np.maximum.at(boxes[:, 3], lab, ys + 1)
     weights = np.bincount(lab, minlength=count).astype(np.float64)
-    groups = _group(boxes * factor, weights)  # block boxes; grouped at the pixel scale
+    pen = stroke_width(small)
+    kept = np.flatnonzero(weights >= NOISE_AREA * pen * pen)
+    if len(kept) == 0:
+        return []
+    kept = kept[np.argsort(-weights[kept], kind="stable")[:MAX_ELEMENTS]]
+    # Block boxes, grouped at the pixel scale; indices back to component numbers.
+    groups = [[int(kept[i]) for i in idx] for idx in _group(boxes[kept] * factor, weights[kept])]
     # Back to full resolution: a pixel belongs to a group when its block's component does;
     # faint pixels (below the threshold, in no component) go with whichever group's box holds them.
     group_of = np.zeros(count + 1, dtype=np.int32)  # 0: background

@@ -111,7 +111,8 @@ class SubmissionOutputSerializer(serializers.Serializer):
 class WordOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     url = serializers.SerializerMethodField()
-    status = serializers.ChoiceField(choices=Word.Status.choices, help_text="pending while any character is, failed if any failed.")
+    # A plain string, as on submissions (a ChoiceField would add a "StatusEnum" to the schema).
+    status = serializers.CharField(help_text="pending while any character is; failed if any failed; else predicted.")
     text = serializers.CharField(help_text='The predicted label of each character in order; "?" for one not predicted (yet).')
     corrected_text = serializers.SerializerMethodField(help_text="`text` with each character's latest correction (not rejected) applied.")
     source = serializers.CharField()

@@ -67,7 +67,7 @@ def word_create(
                     position=position,
                     image=segment.ink_png(piece.ink),
                     content_type="image/png",
-                    strokes=_strokes_in_crop(strokes, piece),
+                    strokes=_strokes_in_crop(strokes, piece, found.stroke_scale),
                     input28=np.ascontiguousarray(input28, dtype=np.uint8).tobytes(),
                     source=source,
                     owner=owner,
@@ -81,12 +81,12 @@ def word_create(
     return word
 
 
-def _strokes_in_crop(strokes, piece) -> list | None:
-    """The strokes that drew ``piece``, shifted so they match the character's own PNG."""
+def _strokes_in_crop(strokes, piece, scale: float) -> list | None:
+    """The strokes that drew ``piece``, in the pixels of the character's own PNG."""
     if not strokes or piece.strokes is None:
         return None
     x0, y0 = piece.box[0], piece.box[1]
-    return [[[p[0] - x0, p[1] - y0, *p[2:]] for p in strokes[i]] for i in piece.strokes]
+    return [[[round(p[0] * scale - x0, 2), round(p[1] * scale - y0, 2), *p[2:]] for p in strokes[i]] for i in piece.strokes]
 
 
 def _queue_prediction(word_id: str) -> None:

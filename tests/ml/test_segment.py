@@ -8,7 +8,7 @@ from ml import segment
 from ml.errors import BlankImageError, InvalidImageError, TooManyCharactersError
 from ml.preprocess import image_bytes_to_emnist, ink_to_emnist
 from ml.segment import label_components, pieces_to_emnist, segment_image_bytes, segment_ink
-from ml.synth import ink_to_png
+from ml.synth import ink_to_png, render_word_ink
 
 PEN = 10
 
@@ -109,6 +109,30 @@ def test_a_broken_stroke_stays_one_character_and_column_gaps_split():
     assert found.pieces[0].box[1] < 40 and found.pieces[0].box[3] > 170
 
 
+def test_a_detached_flag_or_broken_off_stroke_joins_the_character_it_touches():
+    # A "5" whose flag was drawn apart and sticks out to the right, then an "h" whose arch
+    # broke off its stem, then an "l": three characters, not five.
+    five = [[[75, 40], [125, 40]], [[50, 45], [45, 100], [80, 95], [90, 130], [70, 165], [40, 160]]]
+    h = [[[160, 40], [160, 170]], [[172, 125], [190, 115], [205, 125], [205, 150]]]
+    ell = [[[270, 40], [270, 170]]]
+    ink = draw(five + h + ell)
+    assert len(segment_ink(ink).pieces) == 3
+    assert [p.strokes for p in segment_ink(ink, five + h + ell).pieces] == [(0, 1), (2, 3), (4,)]
+
+
+def test_words_rendered_from_28x28_images_split_back_into_their_characters():
+    glyphs = np.zeros((3, 28, 28), dtype=np.uint8)  # EMNIST orientation: [column, row]
+    glyphs[0, 12:16, 4:24] = 255  # a bar
+    glyphs[1, 6:22, 6:10] = glyphs[1, 6:22, 18:22] = glyphs[1, 6:10, 6:22] = glyphs[1, 18:22, 6:22] = 255  # a ring
+    glyphs[2, 4:24, 12:16] = 255  # a dash
+    for seed in range(5):
+        ink, boxes = render_word_ink(glyphs, np.random.default_rng(seed))
+        found = segment_ink(ink)
+        assert len(found.pieces) == 3
+        for piece, box in zip(found.pieces, boxes):
+            assert np.abs(np.array(piece.box) - np.array(box)).max() <= 2
+
+
 def test_each_character_gets_only_its_own_ink_when_boxes_overlap():
     # A "T" whose bar reaches over the next character's left edge, not touching it.
     strokes = [[[30, 40], [130, 40]], [[80, 40], [80, 170]], [[120, 90], [120, 170], [170, 170]]]
@@ -139,12 +163,33 @@ def test_a_lone_speck_is_not_a_character():
     assert len(segment_ink(ink, strokes).pieces) == 2
 
 
-def test_strokes_in_other_coordinates_fall_back_to_components():
+def test_paper_grain_is_ignored_and_the_work_stays_bounded():
+    ink = draw(I_AT(50) + T_AT(160) + O_AT(300)).copy()
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, 200, 300), rng.integers(0, 600, 300)
+    ink[ys, xs] = np.maximum(ink[ys, xs], 200)  # 300 single-pixel specks
+    assert len(segment_ink(ink).pieces) == 3
+    noise = (rng.random((400, 1000)) < 0.01).astype(np.float32)  # nothing but specks of the pen's size
+    with pytest.raises(TooManyCharactersError):
+        segment_ink(noise)
+
+
+def test_strokes_in_css_pixels_of_a_high_density_canvas_are_scaled_to_the_image():
     strokes = I_AT(50) + T_AT(160) + O_AT(300)
     ink = draw(strokes)
-    halved = [[[x / 2, y / 2] for x, y in stroke] for stroke in strokes]  # inside the image, wrong place
-    doubled = [[[x * 2, y * 2] for x, y in stroke] for stroke in strokes]  # outside the image
-    for other in (halved, doubled, [[]], [[["a", 1]]], [[[float("nan"), 1]]]):
+    for factor in (2, 1.5, 0.5):  # devicePixelRatio 2, 1.5; a canvas exported at half size
+        css = [[[x / factor, y / factor] for x, y in stroke] for stroke in strokes]
+        found = segment_ink(ink, css)
+        assert found.method == "strokes" and abs(found.stroke_scale - factor) < 0.05 * factor
+        assert [p.strokes for p in found.pieces] == [(0, 1), (2, 3), (4,)]
+
+
+def test_strokes_that_do_not_match_the_image_fall_back_to_components():
+    strokes = I_AT(50) + T_AT(160) + O_AT(300)
+    ink = draw(strokes)
+    shifted = [[[x + 100, y] for x, y in stroke] for stroke in strokes]  # inside the image, wrong place
+    outside = [[[x * 3, y * 3] for x, y in stroke] for stroke in strokes[:2]]  # no scale maps them on the ink
+    for other in (shifted, outside, [[]], [[["a", 1]]], [[[float("nan"), 1]]]):
         found = segment_ink(ink, other)
         assert found.method == "components" and len(found.pieces) == 3
 

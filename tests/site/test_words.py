@@ -136,10 +136,21 @@ def test_bad_input_raises_a_domain_error_and_stores_nothing(kwargs, error):
 @pytest.mark.django_db
 def test_strokes_that_do_not_match_the_image_fall_back_to_components():
     image, strokes, _ = word_drawing(3)
-    halved = [[[p[0] / 2, p[1] / 2, *p[2:]] for p in stroke] for stroke in strokes]  # CSS pixels of a 2x canvas
-    word = services.word_create(image=image, content_type="image/png", strokes=halved)
+    shifted = [[[p[0] - 30, p[1], *p[2:]] for p in stroke] for stroke in strokes]
+    word = services.word_create(image=image, content_type="image/png", strokes=shifted)
     assert word.segmentation == "components" and word.characters.count() == 3
     assert set(word.characters.values_list("strokes", flat=True)) == {None}
+
+
+@pytest.mark.django_db
+def test_strokes_in_css_pixels_of_a_2x_canvas_are_scaled_and_stored_in_the_crops_pixels():
+    image, strokes, per_character = word_drawing(3)
+    css = [[[p[0] / 2, p[1] / 2, *p[2:]] for p in stroke] for stroke in strokes]
+    word = services.word_create(image=image, content_type="image/png", strokes=css)
+    assert word.segmentation == "strokes" and word.strokes == css
+    first = word.characters.get(position=0)
+    box = word.boxes[0]
+    assert first.strokes[0][0] == pytest.approx([per_character[0][0][0][0] - box[0], per_character[0][0][0][1] - box[1], 0], abs=2)
 
 
 # --------------------------------------------------------------------------- API
