@@ -196,7 +196,14 @@
     pairs.replaceChildren();
     (v.confused_pairs || []).slice(0, 10).forEach(function (p) {
       const li = document.createElement("li");
-      li.textContent = p.true + " read as " + p.predicted + ": " + p.count.toLocaleString("en") + " times";
+      // The characters in a font where l, I and 1 differ.
+      const truth = document.createElement("b");
+      truth.className = "glyph";
+      truth.textContent = p.true;
+      const answer = document.createElement("b");
+      answer.className = "glyph";
+      answer.textContent = p.predicted;
+      li.append(truth, " read as ", answer, ": " + p.count.toLocaleString("en") + " times");
       pairs.appendChild(li);
     });
   }
