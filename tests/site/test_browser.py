@@ -174,3 +174,12 @@ def test_lookalike_answers_are_explained_in_words(page, live_server, active_mode
         assert notes.count() == 0
     else:
         assert expected in notes.inner_text()
+
+
+def test_on_a_phone_the_answer_is_scrolled_into_view(phone, live_server, active_model):
+    phone.goto(live_server.url + "/")
+    touch_drag(phone, line(0.5, 0.15, 0.5, 0.85, n=12))
+    phone.tap("#predict")
+    phone.wait_for_selector("#result:not([hidden]) .bars li", timeout=60_000)
+    phone.wait_for_function("document.getElementById('result').getBoundingClientRect().top < window.innerHeight / 2", timeout=5_000)
+    assert no_horizontal_overflow(phone)

@@ -493,6 +493,10 @@
     list.replaceChildren();
     items.forEach(function (item, i) { list.appendChild(characterCard(item, i, items.length)); });
     applyFont();
+    // On a phone the answer lands below the canvas: bring it into view (focus stays put).
+    if (result.getBoundingClientRect().top > window.innerHeight * 0.8) {
+      result.scrollIntoView({ behavior: window.matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth", block: "start" });
+    }
     const first = items[0];
     announce(items.length === 1 && first.top_k && first.top_k.length
       ? "It looks like " + text + ", " + pct(first.top_k[0].probability) + " sure."
