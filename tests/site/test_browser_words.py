@@ -63,3 +63,25 @@ def test_an_empty_word_canvas_is_refused_before_sending(page, live_server, shipp
     page.click("#predict")
     assert "write a word first" in page.inner_text("#message")
     assert Word.objects.count() == 0
+
+
+def test_a_photo_of_a_word_can_be_uploaded_in_word_mode(page, live_server, active_model, tmp_path):
+    from PIL import Image, ImageDraw
+
+    photo = tmp_path / "word.png"
+    image = Image.new("RGB", (600, 200), "white")  # three marks on paper, well apart
+    pen = ImageDraw.Draw(image)
+    pen.line((100, 40, 100, 160), fill="black", width=14)
+    pen.ellipse((250, 40, 340, 160), outline="black", width=14)
+    pen.line((470, 40, 470, 160), fill="black", width=14)
+    pen.line((470, 160, 540, 160), fill="black", width=14)
+    image.save(photo)
+    page.goto(live_server.url + "/")
+    page.check('input[name="mode"][value="word"]')
+    page.set_input_files("#upload", str(photo))
+    page.wait_for_selector("#result:not([hidden]) .char-card", timeout=60_000)
+    assert page.locator(".char-card").count() == 3
+    word = Word.objects.get()
+    assert word.source == "upload" and len(word._characters()) == 3
+    # The boxes are in the photo's pixels: nothing is drawn over the (empty) canvas.
+    assert not page.evaluate("() => { const c = document.getElementById('overlay'); return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0); }")
