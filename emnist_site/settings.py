@@ -235,6 +235,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "recognition.tasks.predict_submission": {"queue": "inference"},
+    "recognition.tasks.predict_word": {"queue": "inference"},
     "recognition.tasks.retraining_run": {"queue": "training"},
 }
 # Acknowledge after the task ran, so a worker killed mid-task leaves the message to redeliver.

@@ -4,4 +4,7 @@ from frontend import views
 
 app_name = "frontend"
 
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("model", views.model, name="model"),
+]

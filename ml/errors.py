@@ -21,6 +21,10 @@ class BlankImageError(MLInputError):
     """An image with no ink on it (empty canvas, blank page)."""
 
 
+class TooManyCharactersError(MLInputError):
+    """A word drawing that splits into more characters than the limit."""
+
+
 class DataFormatError(ValueError):
     """A dataset file that does not follow the EMNIST format it claims to be."""
 

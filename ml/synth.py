@@ -25,6 +25,20 @@ def render_canvas_ink(image: np.ndarray, rng: np.random.Generator, canvas: int |
     """
     canvas = int(canvas or rng.integers(280, 481))
     size = int(rng.integers(60, min(260, canvas) + 1))
+    ink = render_character_ink(image, rng, size)
+    out = np.zeros((canvas, canvas), dtype=np.float32)
+    top, left = (int(rng.integers(0, canvas - size + 1)) for _ in range(2))
+    out[top : top + size, left : left + size] = ink
+    return out
+
+
+def render_character_ink(image: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """One uint8 (28, 28) EMNIST image as canvas-like ink, float32 (size, size), upright, 0..1.
+
+    Upscaled to ``size`` px, strokes thinned or thickened at random (a third each), edges
+    sharpened like a canvas line. The 28 px frame's margin comes along (EMNIST centres the
+    character with 2 px padding).
+    """
     big = Image.fromarray(to_upright(image).astype(np.float32), mode="F").resize((size, size), Image.Resampling.BICUBIC)
     k = 2 * max(1, size // 40) + 1  # odd filter size proportional to the character
     stroke = rng.choice(["thin", "same", "thick"])
@@ -34,11 +48,55 @@ def render_canvas_ink(image: np.ndarray, rng: np.random.Generator, canvas: int |
         big = morph_array(big, k // 2, np.minimum)
     elif stroke == "thick":
         big = morph_array(big, k // 2, np.maximum)
-    ink = np.clip((big / 255.0 - 0.3) / 0.3, 0.0, 1.0)  # crisp edges, as a canvas line
-    out = np.zeros((canvas, canvas), dtype=np.float32)
-    top, left = (int(rng.integers(0, canvas - size + 1)) for _ in range(2))
-    out[top : top + size, left : left + size] = ink
-    return out
+    return np.clip((big / 255.0 - 0.3) / 0.3, 0.0, 1.0).astype(np.float32)  # crisp edges, as a canvas line
+
+
+def render_word_ink(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    size_range: tuple[int, int] = (60, 160),
+    gap_range: tuple[float, float] = (0.15, 0.6),
+    margin: int = 40,
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Several EMNIST images written in a row on one canvas, as a person writes a word.
+
+    Each character gets its own size (``size_range`` px for the 28 px frame) and a small
+    vertical jitter; the horizontal gap between one character's ink and the next one's is
+    ``gap_range`` times the mean of their sizes. Ink is combined with max, so nothing
+    overlaps unless a gap is negative.
+
+    Returns:
+        (float32 (H, W) ink, upright, 0..1; the ink box (x0, y0, x1, y1) of each character).
+    """
+    inks, boxes = [], []
+    for image in images:
+        ink = render_character_ink(image, rng, int(rng.integers(size_range[0], size_range[1] + 1)))
+        rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
+        if len(rows) == 0:  # nothing survived thinning: keep the frame as it is
+            rows, cols = np.arange(ink.shape[0]), np.arange(ink.shape[1])
+        inks.append(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    sizes = [max(ink.shape) for ink in inks]
+    height = max(ink.shape[0] for ink in inks)
+    jitter = int(0.15 * max(sizes))
+    canvas_h = height + 2 * margin + jitter
+    x = margin
+    placed = []
+    for i, ink in enumerate(inks):
+        if i:
+            gap = rng.uniform(*gap_range) * (sizes[i - 1] + sizes[i]) / 2
+            x = int(round(x + gap))
+        # Bottom-aligned on a common baseline, give or take the jitter.
+        top = margin + height - ink.shape[0] + int(rng.integers(0, jitter + 1))
+        placed.append((x, top))
+        x += ink.shape[1]
+    width = x + margin
+    out = np.zeros((canvas_h, width), dtype=np.float32)
+    for ink, (left, top) in zip(inks, placed):
+        h, w = ink.shape
+        out[top : top + h, left : left + w] = np.maximum(out[top : top + h, left : left + w], ink)
+        boxes.append((left, top, left + w, top + h))
+    return out, boxes
 
 
 def ink_to_png(ink: np.ndarray) -> bytes:

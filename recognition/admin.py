@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from recognition import exports, services
 from recognition.apis import input28_data_url
 from recognition.errors import RecognitionError
-from recognition.models import Correction, ModelVersion, Submission, TrainingRun
+from recognition.models import Correction, ModelVersion, Submission, TrainingRun, Word
 
 
 def _thumbnail(submission: Submission, size: int = 56):
@@ -24,6 +24,14 @@ def _thumbnail(submission: Submission, size: int = 56):
         size,
         size,
     )
+
+
+def _image_tag(content_type: str, data: bytes, style: str, alt: str = "drawing"):
+    data = bytes(data or b"")
+    if not data or len(data) > 512 * 1024:
+        return f"{len(data)} bytes"
+    src = f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+    return format_html('<img src="{}" style="{}" alt="{}">', src, style, alt)
 
 
 class ConfidenceFilter(admin.SimpleListFilter):
@@ -54,7 +62,7 @@ class SubmissionAdmin(admin.ModelAdmin):
     list_filter = ("status", ConfidenceFilter, "predicted_label", "source", "model_version", "created_at")
     search_fields = ("id", "predicted_label", "client_id", "owner__username", "corrections__label")
     date_hierarchy = "created_at"
-    readonly_fields = ("thumbnail_large", "original", "id", "top_k", "latency_ms", "attempts", "created_at", "predicted_at", "error")
+    readonly_fields = ("thumbnail_large", "original", "id", "top_k", "latency_ms", "attempts", "word", "position", "created_at", "predicted_at", "error")
     exclude = ("image", "input28")
     inlines = [CorrectionInline]
     list_select_related = ("model_version", "owner")
@@ -72,11 +80,65 @@ class SubmissionAdmin(admin.ModelAdmin):
 
     @admin.display(description="original")
     def original(self, obj):
-        data = bytes(obj.image or b"")
-        if not data or len(data) > 512 * 1024:
-            return f"{len(data)} bytes"
-        src = f"data:{obj.content_type};base64,{base64.b64encode(data).decode('ascii')}"
-        return format_html('<img src="{}" style="max-width:300px;border:1px solid #ccc" alt="original">', src)
+        return _image_tag(obj.content_type, obj.image, "max-width:300px;border:1px solid #ccc", alt="original")
+
+
+class CharacterInline(admin.TabularInline):
+    """A word's characters, in order, each linking to its submission (corrections live there)."""
+
+    model = Submission
+    fk_name = "word"
+    extra = 0
+    can_delete = False
+    ordering = ("position",)
+    fields = ("position", "crop", "thumbnail", "predicted_label", "confidence", "status", "corrections_given", "link")
+    readonly_fields = fields
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("corrections")
+
+    @admin.display(description="drawn")
+    def crop(self, obj):
+        return _image_tag(obj.content_type, obj.image, "max-height:56px;border:1px solid #ccc")
+
+    @admin.display(description="28x28")
+    def thumbnail(self, obj):
+        return _thumbnail(obj)
+
+    @admin.display(description="corrections")
+    def corrections_given(self, obj):
+        return ", ".join(f"{c.label} ({c.status})" for c in obj.corrections.all()) or "-"
+
+    @admin.display(description="submission")
+    def link(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("admin:recognition_submission_change", args=[obj.pk]), obj.pk)
+
+
+@admin.register(Word)
+class WordAdmin(admin.ModelAdmin):
+    list_display = ("thumbnail", "id", "text", "status", "segmentation", "source", "owner", "created_at")
+    list_filter = ("segmentation", "source", "created_at")
+    search_fields = ("id", "client_id", "owner__username")
+    date_hierarchy = "created_at"
+    readonly_fields = ("drawing", "id", "text", "status", "segmentation", "boxes", "width", "height", "source", "owner", "client_id", "created_at")
+    exclude = ("image", "strokes")
+    inlines = [CharacterInline]
+    list_select_related = ("owner",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("characters")
+
+    @admin.display(description="drawing")
+    def thumbnail(self, obj):
+        return _image_tag(obj.content_type, obj.image, "max-height:40px;max-width:240px;border:1px solid #ccc")
+
+    @admin.display(description="drawing")
+    def drawing(self, obj):
+        return _image_tag(obj.content_type, obj.image, "max-width:900px;border:1px solid #ccc")
 
 
 @admin.register(Correction)

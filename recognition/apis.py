@@ -14,7 +14,13 @@ from django.db import connection
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
@@ -25,8 +31,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from recognition import exports, selectors, services
 from recognition.errors import ImageTooLarge, InvalidImage, RecognitionError
-from recognition.labels import labels
-from recognition.models import Submission
+from recognition.labels import labels, lookalike_groups, lookalike_pairs
+from recognition.models import Submission, Word
 
 CLIENT_ID_KEY = "client_id"
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
@@ -88,6 +94,8 @@ class SubmissionOutputSerializer(serializers.Serializer):
     correction = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     predicted_at = serializers.DateTimeField(allow_null=True)
+    word = serializers.UUIDField(source="word_id", allow_null=True, help_text="The word this is a character of, if any.")
+    position = serializers.IntegerField(allow_null=True, help_text="Its place in the word, from 0 (left).")
 
     def get_url(self, obj) -> str:
         return reverse("api:submission-detail", kwargs={"submission_id": obj.id})
@@ -100,8 +108,56 @@ class SubmissionOutputSerializer(serializers.Serializer):
         return CorrectionOutputSerializer(corrections[0]).data if corrections else None
 
 
+class WordOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.SerializerMethodField()
+    # A plain string, as on submissions (a ChoiceField would add a "StatusEnum" to the schema).
+    status = serializers.CharField(help_text="pending while any character is; failed if any failed; else predicted.")
+    text = serializers.CharField(help_text='The predicted label of each character in order; "?" for one not predicted (yet).')
+    corrected_text = serializers.SerializerMethodField(help_text="`text` with each character's latest correction (not rejected) applied.")
+    source = serializers.CharField()
+    segmentation = serializers.CharField(help_text="How the drawing was split: strokes, or components (image only).")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    boxes = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=4, max_length=4),
+        help_text="Per character, in order: [x0, y0, x1, y1] in the drawing's pixels (end exclusive).",
+    )
+    characters = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_url(self, obj) -> str:
+        return reverse("api:word-detail", kwargs={"word_id": obj.id})
+
+    @extend_schema_field(SubmissionOutputSerializer(many=True))
+    def get_characters(self, obj):
+        return SubmissionOutputSerializer(obj._characters(), many=True).data
+
+    def get_corrected_text(self, obj) -> str:
+        text = []
+        for character in obj._characters():
+            corrections = sorted(
+                (c for c in character.corrections.all() if c.status != c.Status.REJECTED),
+                key=lambda c: c.created_at,
+            )
+            text.append(corrections[-1].label if corrections else (character.predicted_label or "?"))
+        return "".join(text)
+
+
 def _submission_response(submission: Submission, *, status_code: int) -> Response:
     return Response(SubmissionOutputSerializer(submission).data, status=status_code)
+
+
+# One component for both POST submissions and POST words (two inline serializers of one
+# name would clash in the schema).
+DRAWING_UPLOAD = inline_serializer(
+    "SubmissionUpload",
+    {
+        "image": serializers.FileField(),
+        "strokes": serializers.CharField(required=False, help_text="JSON"),
+        "source": serializers.ChoiceField(choices=Submission.Source.choices, required=False),
+    },
+)
 
 
 class SubmissionCreateApi(APIView):
@@ -121,14 +177,7 @@ class SubmissionCreateApi(APIView):
     @extend_schema(
         request={
             "application/json": InputSerializer,
-            "multipart/form-data": inline_serializer(
-                "SubmissionUpload",
-                {
-                    "image": serializers.FileField(),
-                    "strokes": serializers.CharField(required=False, help_text="JSON"),
-                    "source": serializers.ChoiceField(choices=Submission.Source.choices, required=False),
-                },
-            ),
+            "multipart/form-data": DRAWING_UPLOAD,
         },
         responses={
             201: SubmissionOutputSerializer,
@@ -139,17 +188,7 @@ class SubmissionCreateApi(APIView):
         },
     )
     def post(self, request):
-        # Refuse an oversized body before parsing it into memory.
-        max_bytes = services.submissions.image_max_bytes()
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > max_bytes * 4 // 3 + 64 * 1024:
-            raise ImageTooLarge(f"Request too large: {int(length)} bytes; images may be at most {max_bytes} bytes.")
-
-        if request.content_type.startswith("multipart/"):
-            image, content_type, strokes, source = self._from_multipart(request, max_bytes)
-        else:
-            image, content_type, strokes, source = self._from_json(request, max_bytes)
-
+        image, content_type, strokes, source = self._drawing_from_request(request)
         submission = services.submission_create(
             image=image,
             content_type=content_type,
@@ -164,6 +203,17 @@ class SubmissionCreateApi(APIView):
             response["Location"] = response.data["url"]
             return response
         return _submission_response(submission, status_code=status.HTTP_201_CREATED)
+
+    def _drawing_from_request(self, request) -> tuple[bytes, str, list | None, str]:
+        """(image, content_type, strokes, source) from a multipart upload or a JSON body."""
+        # Refuse an oversized body before parsing it into memory.
+        max_bytes = services.submissions.image_max_bytes()
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > max_bytes * 4 // 3 + 64 * 1024:
+            raise ImageTooLarge(f"Request too large: {int(length)} bytes; images may be at most {max_bytes} bytes.")
+        if request.content_type.startswith("multipart/"):
+            return self._from_multipart(request, max_bytes)
+        return self._from_json(request, max_bytes)
 
     @staticmethod
     def _from_multipart(request, max_bytes):
@@ -214,6 +264,70 @@ def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
     return submission
 
 
+def _wait_for_word(word: Word, seconds: float) -> Word:
+    """Poll the characters briefly, as ``_wait_for_prediction`` does for one."""
+    deadline = time.monotonic() + seconds
+    pending = word.characters.filter(status=Submission.Status.PENDING)
+    while pending.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return word
+
+
+class WordCreateApi(SubmissionCreateApi):
+    @extend_schema(
+        request={"application/json": SubmissionCreateApi.InputSerializer, "multipart/form-data": DRAWING_UPLOAD},
+        responses={
+            201: WordOutputSerializer,
+            202: OpenApiResponse(WordOutputSerializer, description="Queued; poll `url`."),
+            400: OpenApiResponse(description="Not an image, blank, malformed base64 or strokes, more than 32 characters."),
+            413: OpenApiResponse(description="Image over 10 MiB or over 4096 px a side."),
+            415: OpenApiResponse(description="Unsupported content type."),
+        },
+        description=(
+            "A drawing of several characters in a row. It is split into characters by its strokes "
+            "(in the image's pixel coordinates) when given, else by the ink's connected components; "
+            "each character is a submission (correct one with POST submissions/{id}/correction)."
+        ),
+    )
+    def post(self, request):
+        image, content_type, strokes, source = self._drawing_from_request(request)
+        word = services.word_create(
+            image=image,
+            content_type=content_type,
+            source=source,
+            strokes=strokes,
+            owner=request.user,
+            client_id="" if request.user.is_authenticated else client_id_get(request, create=True),
+        )
+        _wait_for_word(word, settings.SUBMISSION_WAIT_SECONDS)
+        word = selectors.word_list_visible(user=request.user, client_id=client_id_get(request)).get(id=word.id)
+        code = status.HTTP_202_ACCEPTED if word.status == Word.Status.PENDING else status.HTTP_201_CREATED
+        response = Response(WordOutputSerializer(word).data, status=code)
+        if code == status.HTTP_202_ACCEPTED:
+            response["Location"] = response.data["url"]
+        return response
+
+
+class WordListApi(APIView):
+    @extend_schema(responses=WordOutputSerializer(many=True))
+    def get(self, request):
+        words = selectors.word_list_visible(user=request.user, client_id=client_id_get(request))
+        paginator = SubmissionPagination()
+        page = paginator.paginate_queryset(words.defer("image", "strokes"), request, view=self)
+        return paginator.get_paginated_response(WordOutputSerializer(page, many=True).data)
+
+
+class WordCollectionApi(WordCreateApi, WordListApi):
+    """/api/v1/words: GET lists yours (paginated), POST creates one."""
+
+
+class WordDetailApi(APIView):
+    @extend_schema(responses={200: WordOutputSerializer, 404: OpenApiResponse(description="Not yours or not there.")})
+    def get(self, request, word_id):
+        word = selectors.word_get_visible(word_id=word_id, user=request.user, client_id=client_id_get(request))
+        return Response(WordOutputSerializer(word).data)
+
+
 class SubmissionPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
@@ -259,9 +373,23 @@ class SubmissionCorrectionApi(APIView):
 
 
 class LabelListApi(APIView):
-    @extend_schema(responses=inline_serializer("Labels", {"labels": serializers.ListField(child=serializers.CharField())}))
+    @extend_schema(
+        responses=inline_serializer(
+            "Labels",
+            {
+                "labels": serializers.ListField(child=serializers.CharField()),
+                "lookalike_groups": serializers.ListField(
+                    child=serializers.ListField(child=serializers.CharField()),
+                    help_text="Labels that handwriting makes hard to tell apart (o/O/0, l/I/1, s/S, ...), one list per group.",
+                ),
+                "lookalike_pairs": serializers.ListField(
+                    child=serializers.ListField(child=serializers.CharField()), help_text="The pairs the groups are joined from."
+                ),
+            },
+        )
+    )
     def get(self, request):
-        return Response({"labels": list(labels())})
+        return Response({"labels": list(labels()), "lookalike_groups": lookalike_groups(), "lookalike_pairs": lookalike_pairs()})
 
 
 class ModelVersionListApi(APIView):
@@ -282,6 +410,64 @@ class ModelVersionListApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
         return Response(self.OutputSerializer(selectors.model_version_list(), many=True).data)
+
+
+class ModelVersionDetailApi(APIView):
+    """One version with everything the model page draws: metrics (per class, confusion matrix)
+    and the class names that index them."""
+
+    class OutputSerializer(ModelVersionListApi.OutputSerializer):
+        parent_name = serializers.CharField(source="parent.name", allow_null=True, default=None)
+        classes = serializers.SerializerMethodField(help_text="Row/column names of metrics.validation.confusion_matrix.")
+
+        class Meta:
+            ref_name = "ModelVersionDetail"
+
+        def get_classes(self, obj) -> list[str]:
+            return list(labels())
+
+    @extend_schema(responses={200: OutputSerializer, 404: OpenApiResponse(description="No such version.")})
+    def get(self, request, model_version_id):
+        version = selectors.model_version_get(model_version_id=model_version_id)
+        return Response(self.OutputSerializer(version).data)
+
+
+def _version_summary(version) -> dict:
+    """The figures of one version for the history chart, without the big arrays."""
+    validation = version.metrics.get("validation") or {}
+    held_back = version.metrics.get("held_back") or {}
+    return {
+        "id": version.id,
+        "name": version.name,
+        "status": version.status,
+        "parent": version.parent_id,
+        "created_at": version.created_at,
+        "activated_at": version.activated_at,
+        "top1": validation.get("top1"),
+        "top3": validation.get("top3"),
+        "lookalike_top1": validation.get("lookalike_top1"),
+        "held_back_top1": held_back.get("top1"),
+        "corrections_used": (version.training_summary or {}).get("corrections"),
+        "gate_reason": (version.gate_results or {}).get("reason", ""),
+    }
+
+
+class StatsApi(APIView):
+    """Public, read-only figures for the model page: the active model, the history of versions
+    (the learning loop) and how many corrections people have contributed."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        active = selectors.model_version_get_active()
+        versions = [_version_summary(v) for v in selectors.model_version_list().order_by("created_at")]
+        return Response(
+            {
+                "active_model": _version_summary(active) if active else None,
+                "model_versions": versions,
+                "corrections": selectors.correction_counts(),
+                "predictions": selectors.submission_count_predicted(),
+            }
+        )
 
 
 class CorrectionExportApi(APIView):

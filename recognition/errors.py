@@ -30,6 +30,10 @@ class InvalidStrokes(RecognitionError):
     code = "invalid_strokes"
 
 
+class TooManyCharacters(RecognitionError):
+    code = "too_many_characters"
+
+
 class UnknownLabel(RecognitionError):
     code = "unknown_label"
 

@@ -1,7 +1,28 @@
-"""The 62 labels, without importing anything heavy (ml.data needs only numpy)."""
+"""The 62 labels and their look-alike groups, without importing anything heavy (ml needs only numpy)."""
 
 
 def labels() -> str:
     from ml.data import CLASSES
 
     return CLASSES
+
+
+def lookalike_groups() -> list[list[str]]:
+    """Classes that handwriting makes hard to tell apart, from ml.evaluate.LOOKALIKE_PAIRS.
+
+    One list per group of two or more labels (chains of pairs join: 1, I, i, l, L), in
+    ``labels()`` order, so the page can say which of its top answers are such a group.
+    """
+    from ml.data import CLASSES
+    from ml.evaluate import lookalike_groups as group_ids
+
+    groups: dict[int, list[str]] = {}
+    for label, group in zip(CLASSES, group_ids().tolist()):
+        groups.setdefault(group, []).append(label)
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def lookalike_pairs() -> list[list[str]]:
+    from ml.evaluate import LOOKALIKE_PAIRS
+
+    return [list(pair) for pair in LOOKALIKE_PAIRS]

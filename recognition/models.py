@@ -75,11 +75,17 @@ class Submission(models.Model):
     latency_ms = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
+    # A character of a word: its word and its place in it, from 0 (left). Null for a single character.
+    word = models.ForeignKey("Word", null=True, blank=True, on_delete=models.CASCADE, related_name="characters")
+    position = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     predicted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["word", "position"], condition=Q(word__isnull=False), name="one_character_per_word_position"),
+        ]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="submission_owner_recent"),
             models.Index(fields=["client_id", "-created_at"], name="submission_client_recent"),
@@ -90,6 +96,69 @@ class Submission(models.Model):
 
     def __str__(self):
         return f"{self.id} {self.status} {self.predicted_label}"
+
+
+class Word(models.Model):
+    """A drawing of several characters in a row. Each character is a Submission (``characters``),
+    so predictions, corrections, review and retraining treat it as any single character."""
+
+    Source = Submission.Source
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PREDICTED = "predicted"
+        FAILED = "failed"
+
+    class Segmentation(models.TextChoices):
+        STROKES = "strokes"
+        COMPONENTS = "components"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.BinaryField()
+    content_type = models.CharField(max_length=50)
+    strokes = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    # How the drawing was split: by its strokes, or by the ink's connected components.
+    segmentation = models.CharField(max_length=10, choices=Segmentation.choices)
+    # Per character, in order: [x0, y0, x1, y1] in the drawing's pixels (end exclusive).
+    boxes = models.JSONField(default=list)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="words"
+    )
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="word_owner_recent"),
+            models.Index(fields=["client_id", "-created_at"], name="word_client_recent"),
+            models.Index(fields=["created_at"], name="word_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.id} {self.text!r}"
+
+    def _characters(self) -> list:
+        # Through the prefetch cache when there is one (lists, admin), else one query.
+        return sorted(self.characters.all(), key=lambda c: c.position)
+
+    @property
+    def status(self) -> str:
+        """Derived from the characters: pending while any is, failed if any failed."""
+        statuses = {c.status for c in self._characters()}
+        if Submission.Status.PENDING in statuses:
+            return self.Status.PENDING
+        if Submission.Status.FAILED in statuses:
+            return self.Status.FAILED
+        return self.Status.PREDICTED
+
+    @property
+    def text(self) -> str:
+        """The predicted labels in order; "?" for a character not predicted (yet)."""
+        return "".join(c.predicted_label or "?" for c in self._characters())
 
 
 class Correction(models.Model):

@@ -1,9 +1,10 @@
 """Reads shared by APIs, pages and admin."""
 
-from django.db.models import QuerySet
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch, QuerySet
 
 from recognition.errors import NotFound
-from recognition.models import ModelVersion, Submission
+from recognition.models import Correction, ModelVersion, Submission, Word
 
 
 def model_version_get_active() -> ModelVersion | None:
@@ -28,5 +29,48 @@ def submission_get_visible(*, submission_id, user, client_id: str) -> Submission
     """The submission if this caller may see it. Someone else's is "not found", so ids leak nothing."""
     try:
         return submission_list_visible(user=user, client_id=client_id).get(id=submission_id)
-    except (Submission.DoesNotExist, ValueError):
+    except (Submission.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID
         raise NotFound("Submission not found.") from None
+
+
+def model_version_get(*, model_version_id) -> ModelVersion:
+    try:
+        return ModelVersion.objects.select_related("parent").get(id=model_version_id)
+    except (ModelVersion.DoesNotExist, ValueError):
+        raise NotFound("Model version not found.") from None
+
+
+def correction_counts() -> dict:
+    """How many corrections people have contributed, by review status, and how many a promoted
+    model has learned from (public aggregate numbers, nothing about whose)."""
+    by_status = dict(Correction.objects.values_list("status").annotate(n=Count("id")).order_by())
+    return {
+        "total": sum(by_status.values()),
+        "approved": by_status.get(Correction.Status.APPROVED, 0),
+        "pending": by_status.get(Correction.Status.PENDING, 0),
+        "rejected": by_status.get(Correction.Status.REJECTED, 0),
+        "learned": Correction.objects.filter(learned_by__isnull=False).count(),
+    }
+
+
+def submission_count_predicted() -> int:
+    return Submission.objects.filter(status=Submission.Status.PREDICTED).count()
+
+
+def word_list_visible(*, user, client_id: str) -> QuerySet[Word]:
+    """Same visibility as submissions: staff all, a user theirs, a visitor their session's."""
+    characters = Submission.objects.select_related("model_version").prefetch_related("corrections").order_by("position")
+    qs = Word.objects.prefetch_related(Prefetch("characters", queryset=characters))
+    if user is not None and user.is_authenticated:
+        return qs if user.is_staff else qs.filter(owner=user)
+    if not client_id:
+        return qs.none()
+    return qs.filter(owner__isnull=True, client_id=client_id)
+
+
+def word_get_visible(*, word_id, user, client_id: str) -> Word:
+    """The word if this caller may see it; someone else's is "not found"."""
+    try:
+        return word_list_visible(user=user, client_id=client_id).get(id=word_id)
+    except (Word.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID
+        raise NotFound("Word not found.") from None

@@ -27,6 +27,26 @@ def predict_submission(submission_id: str) -> str | None:
 
 
 @shared_task(
+    name="recognition.tasks.predict_word",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def predict_word(word_id: str) -> str | None:
+    """All characters of a word in one batch (one model call, not one task per character)."""
+    try:
+        word = services.word_predict(word_id=word_id)
+    except OperationalError:
+        raise  # the database is unreachable: retry later
+    except Exception as exc:
+        services.word_fail(word_id=word_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
+        raise
+    return word.status if word else None
+
+
+@shared_task(
     name="recognition.tasks.retraining_run",
     # Acknowledged on receipt, unlike predictions: a run takes minutes, longer than the broker's
     # visibility timeout, and a redelivered copy would only find the lock taken. A run lost

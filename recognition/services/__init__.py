@@ -8,6 +8,7 @@ from recognition.services.model_versions import (
 )
 from recognition.services.retraining import RetrainingBusy, retraining_run, retraining_schedule_ensure
 from recognition.services.submissions import submission_create, submission_fail, submission_predict
+from recognition.services.words import word_create, word_fail, word_predict
 
 __all__ = [
     "correction_create",
@@ -21,4 +22,7 @@ __all__ = [
     "submission_create",
     "submission_fail",
     "submission_predict",
+    "word_create",
+    "word_fail",
+    "word_predict",
 ]

@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import time
 
@@ -8,7 +9,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from recognition.errors import BlankImage, ImageTooLarge, InvalidImage, InvalidStrokes, UnsupportedImageType
+from recognition.errors import (
+    BlankImage,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidStrokes,
+    TooManyCharacters,
+    UnsupportedImageType,
+)
 from recognition.models import Submission
 
 logger = logging.getLogger(__name__)
@@ -27,16 +35,38 @@ def image_max_bytes() -> int:
 def _image_to_input28(image: bytes) -> np.ndarray:
     """Validate and preprocess in the request (cheap: Pillow + numpy), so bad input is a 4xx
     and never a row; the worker then only runs the model."""
-    from ml import errors, preprocess
+    from ml import preprocess
+
+    with ml_input_errors():
+        return preprocess.image_bytes_to_emnist(image)
+
+
+@contextlib.contextmanager
+def ml_input_errors():
+    """``ml``'s input errors -> the domain errors the APIs answer with."""
+    from ml import errors
 
     try:
-        return preprocess.image_bytes_to_emnist(image)
+        yield
     except errors.ImageTooLargeError as exc:
         raise ImageTooLarge(f"Image too large: {exc}") from exc
     except errors.BlankImageError as exc:
         raise BlankImage("The image is blank: draw or upload a character first.") from exc
+    except errors.TooManyCharactersError as exc:
+        raise TooManyCharacters(f"Too many characters: {exc}.") from exc
     except errors.MLInputError as exc:
         raise InvalidImage(f"Not a readable image: {exc}") from exc
+
+
+def drawing_check(*, image: bytes, content_type: str, strokes) -> None:
+    """What every drawing must pass before it is decoded: type, size, strokes' shape."""
+    if content_type not in ALLOWED_CONTENT_TYPES:
+        raise UnsupportedImageType(
+            f"Unsupported image type {content_type!r}: send one of {', '.join(sorted(ALLOWED_CONTENT_TYPES))}."
+        )
+    if len(image) > image_max_bytes():
+        raise ImageTooLarge(f"Image too large: {len(image)} bytes, the limit is {image_max_bytes()}.")
+    _check_strokes(strokes)
 
 
 def _check_strokes(strokes) -> None:
@@ -76,13 +106,7 @@ def submission_create(
         UnsupportedImageType, ImageTooLarge, InvalidImage, BlankImage, InvalidStrokes: nothing
         is stored.
     """
-    if content_type not in ALLOWED_CONTENT_TYPES:
-        raise UnsupportedImageType(
-            f"Unsupported image type {content_type!r}: send one of {', '.join(sorted(ALLOWED_CONTENT_TYPES))}."
-        )
-    if len(image) > image_max_bytes():
-        raise ImageTooLarge(f"Image too large: {len(image)} bytes, the limit is {image_max_bytes()}.")
-    _check_strokes(strokes)
+    drawing_check(image=image, content_type=content_type, strokes=strokes)
     input28 = _image_to_input28(image)
     if source not in Submission.Source.values:
         source = Submission.Source.API
@@ -153,6 +177,12 @@ def submission_predict(*, submission_id: str) -> Submission | None:
         submission_fail(submission_id=submission_id, reason=f"{type(exc).__name__}: {exc}")
         return Submission.objects.get(id=submission_id)
 
+    prediction_store(submission_id=submission_id, top=top, model_version=model_version, latency_ms=latency_ms)
+    return Submission.objects.get(id=submission_id)
+
+
+def prediction_store(*, submission_id, top: list[tuple[str, float]], model_version, latency_ms: float) -> None:
+    """Write a top-k onto a still-pending row (a redelivered task finds it done and changes nothing)."""
     Submission.objects.filter(id=submission_id, status=Submission.Status.PENDING).update(
         status=Submission.Status.PREDICTED,
         predicted_label=top[0][0],
@@ -163,4 +193,3 @@ def submission_predict(*, submission_id: str) -> Submission | None:
         predicted_at=timezone.now(),
         error="",
     )
-    return Submission.objects.get(id=submission_id)

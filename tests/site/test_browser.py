@@ -1,74 +1,45 @@
-"""Headless Chromium (Debian's package) draws on the page with pointer events."""
+"""Headless Chromium (Debian's package) draws on the page: mouse, touch on a phone, a pen."""
 
-import os
-import shutil
+import base64
+import json
 
 import pytest
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission
-from tests.site.conftest import require_service
+from tests.site.conftest import canvas_png
+from tests.site.browser import PHONE, browser, draw, ellipse, line, no_horizontal_overflow, page, phone, screenshot, shipped_model  # noqa: F401
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
-
-@pytest.fixture
-def page():
-    require_service("Chromium", shutil.which(CHROMIUM) is not None, f"install Debian's chromium or set CHROMIUM_PATH; tried {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("Chromium", False, "the playwright Python package is not installed")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are
-    # still plain synchronous code.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1000, "height": 900})
-        finally:
-            browser.close()
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def test_drawing_a_stroke_and_pressing_predict_shows_and_stores_a_prediction(page, live_server, active_model):
+def test_drawing_a_stroke_and_pressing_predict_shows_and_stores_a_prediction(page, live_server, shipped_model):
     page.goto(live_server.url + "/")
-    box = page.locator("#pad").bounding_box()
-    x, y = box["x"], box["y"]
-    w, h = box["width"], box["height"]
-    page.mouse.move(x + w * 0.5, y + h * 0.15)
-    page.mouse.down()
-    for i in range(1, 21):
-        page.mouse.move(x + w * 0.5, y + h * (0.15 + 0.7 * i / 20))
-    page.mouse.up()
+    draw(page, ellipse(0.5, 0.5, 0.25, 0.33))
     page.click("#predict")
 
-    page.wait_for_selector("#result:not([hidden]) #topk li", timeout=60_000)
+    page.wait_for_selector("#result:not([hidden]) .char-card .bars li", timeout=60_000)
     label = page.inner_text("#prediction")
     assert label in CLASSES
-    assert page.locator("#topk li").count() == 5
-    assert page.get_attribute("#input28", "src").startswith("data:image/png;base64,")
+    assert page.locator(".char-card .bars li").count() == 5
+    assert page.get_attribute(".char-card img.input28", "src").startswith("data:image/png;base64,")
+    # The 28x28 is upscaled with hard pixel edges.
+    assert page.eval_on_selector(".char-card img.input28", "img => getComputedStyle(img).imageRendering") in ("pixelated", "crisp-edges")
 
     row = Submission.objects.get()
     assert row.status == "predicted" and row.predicted_label == label and row.source == "canvas"
     assert row.strokes and len(row.strokes[0]) >= 10
     assert page.get_attribute("#result", "data-submission-id") == str(row.id)
 
-    # One click says what it really was.
-    page.click('#labels button[data-label="l"]')
-    page.wait_for_selector("#labels button.chosen", timeout=10_000)
-    assert Correction.objects.get().label == "l"
+    # Say what it really was, with the labelled picker.
+    page.select_option("#fix-0", "Q")
+    page.click(".char-card .fix button")
+    page.wait_for_selector('.char-card .fix[data-saved="Q"]', timeout=10_000)
+    assert Correction.objects.get().label == "Q"
     page.wait_for_selector("#recent li img", timeout=10_000)
+    assert "Q" in page.inner_text("#recent")
+    page.wait_for_timeout(300)  # let the shipped fonts settle before the picture
+    screenshot(page, "desktop.png", full_page=True)
 
 
 def test_uploading_an_image_file_shows_and_stores_a_prediction(page, live_server, active_model, tmp_path):
@@ -80,7 +51,135 @@ def test_uploading_an_image_file_shows_and_stores_a_prediction(page, live_server
     image.save(photo)
     page.goto(live_server.url + "/")
     page.set_input_files("#upload", str(photo))
-    page.wait_for_selector("#result:not([hidden]) #topk li", timeout=60_000)
+    page.wait_for_selector("#result:not([hidden]) .bars li", timeout=60_000)
     row = Submission.objects.get()
     assert row.source == "upload" and row.content_type == "image/jpeg"
     assert page.inner_text("#prediction") == row.predicted_label
+
+
+def touch_drag(page, points):
+    """Real touch events through the DevTools protocol (Playwright's touchscreen only taps)."""
+    session = page.context.new_cdp_session(page)
+    box = page.locator("#pad").bounding_box()
+    at = lambda p: {"x": box["x"] + box["width"] * p[0], "y": box["y"] + box["height"] * p[1], "id": 1}  # noqa: E731
+    session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at(points[0])]})
+    for p in points[1:]:
+        session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [at(p)]})
+    session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    session.detach()
+
+
+def test_a_finger_draws_on_a_phone_without_scrolling_the_page(phone, live_server, shipped_model):
+    phone.goto(live_server.url + "/")
+    assert phone.viewport_size == PHONE
+    assert no_horizontal_overflow(phone)
+    # Scroll so the page could move both ways, then drag a finger down the canvas: without
+    # touch-action: none the browser would scroll the page instead of drawing.
+    phone.evaluate("window.scrollTo(0, 60)")
+    phone.wait_for_timeout(200)
+    before = phone.evaluate("window.scrollY")
+    assert before > 0, "the phone layout should be taller than the screen"
+    touch_drag(phone, line(0.5, 0.15, 0.5, 0.85, n=20))
+    phone.wait_for_timeout(300)
+    assert phone.evaluate("window.scrollY") == before
+    assert phone.get_attribute("#pad", "data-strokes") == "1"
+    touch_drag(phone, line(0.3, 0.3, 0.5, 0.15, n=8))
+    assert phone.get_attribute("#pad", "data-strokes") == "2"
+    assert phone.evaluate("window.scrollY") == before
+
+    phone.tap("#predict")
+    phone.wait_for_selector("#result:not([hidden]) .char-card .bars li", timeout=60_000)
+    row = Submission.objects.get()
+    assert len(row.strokes) == 2 and len(row.strokes[0]) >= 10
+    assert no_horizontal_overflow(phone)
+    phone.evaluate("window.scrollTo(0, 0)")
+    phone.wait_for_timeout(300)
+    screenshot(phone, "phone.png", full_page=True)
+
+
+def test_the_word_canvas_fits_a_phone_too(phone, live_server, active_model):
+    phone.goto(live_server.url + "/")
+    phone.check('input[name="mode"][value="word"]')
+    assert no_horizontal_overflow(phone)
+    box = phone.locator("#pad").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    assert box["width"] > 1.8 * box["height"]
+
+
+def pen_stroke(page, force: float, y: float):
+    """A pen stroke across the canvas at height ``y`` (fraction), pressing with ``force``."""
+    session = page.context.new_cdp_session(page)
+    box = page.locator("#pad").bounding_box()
+    send = lambda kind, p, buttons: session.send("Input.dispatchMouseEvent", {  # noqa: E731
+        "type": kind, "x": box["x"] + box["width"] * p[0], "y": box["y"] + box["height"] * p[1],
+        "button": "left", "buttons": buttons, "clickCount": 1, "pointerType": "pen", "force": force,
+    })
+    points = line(0.15, y, 0.85, y, n=10)
+    send("mousePressed", points[0], 1)
+    for p in points[1:]:
+        send("mouseMoved", p, 1)
+    send("mouseReleased", points[-1], 0)
+    session.detach()
+
+
+def ink_height(page, y: float) -> int:
+    """How many rows of the canvas have ink in the middle column near height ``y``."""
+    return page.evaluate(
+        """(y) => { const c = document.getElementById('pad'); const d = c.getContext('2d').getImageData(c.width/2, 0, 1, c.height).data;
+                    let n = 0; const mid = Math.round(y * c.height);
+                    for (let r = mid - 40; r <= mid + 40; r++) if (d[r * 4 + 3] > 128) n++; return n; }""",
+        y,
+    )
+
+
+def test_a_pen_draws_wider_the_harder_it_presses(page, live_server, active_model):
+    page.goto(live_server.url + "/")
+    pen_stroke(page, 0.1, 0.3)
+    pen_stroke(page, 1.0, 0.7)
+    assert page.get_attribute("#pad", "data-strokes") == "2"
+    light, heavy = ink_height(page, 0.3), ink_height(page, 0.7)
+    assert 0 < light < heavy, (light, heavy)
+
+
+def answer_with(page, top_k):
+    """The server's answer for the next prediction, with a chosen top-5 (the page's wording is
+    under test here, not the model)."""
+    body = {
+        "id": "00000000-0000-0000-0000-000000000001", "url": "/api/v1/submissions/00000000-0000-0000-0000-000000000001",
+        "status": "predicted", "predicted_label": top_k[0][0], "top_k": [{"label": l, "probability": p} for l, p in top_k],
+        "input_image": "data:image/png;base64," + base64.b64encode(canvas_png(28)).decode(), "correction": None,
+    }
+    page.route("**/api/v1/submissions", lambda route: route.fulfill(status=201, body=json.dumps(body), headers={"Content-Type": "application/json"})
+               if route.request.method == "POST" else route.continue_())
+
+
+@pytest.mark.parametrize(
+    "top_k, expected",
+    [
+        ([("o", 0.5), ("O", 0.3), ("0", 0.15), ("c", 0.03), ("a", 0.02)], "o, O and 0 look almost the same in handwriting; the model is unsure between them"),
+        ([("s", 0.6), ("S", 0.35), ("5", 0.03), ("g", 0.01), ("a", 0.01)], "s and S are the same letter in lower and upper case"),
+        ([("1", 0.5), ("l", 0.3), ("7", 0.1), ("I", 0.05), ("i", 0.01)], "1, l and I look almost the same"),
+        ([("A", 0.9), ("4", 0.05), ("H", 0.03), ("R", 0.01), ("a", 0.01)], None),
+        ([("7", 0.8), ("1", 0.1), ("l", 0.05), ("T", 0.03), ("I", 0.02)], None),  # 7 has no look-alike
+    ],
+)
+def test_lookalike_answers_are_explained_in_words(page, live_server, active_model, top_k, expected):
+    page.goto(live_server.url + "/")
+    answer_with(page, top_k)
+    draw(page, line(0.5, 0.15, 0.5, 0.85))
+    page.click("#predict")
+    page.wait_for_selector("#result:not([hidden]) .bars li", timeout=20_000)
+    notes = page.locator(".char-card .lookalike")
+    if expected is None:
+        assert notes.count() == 0
+    else:
+        assert expected in notes.inner_text()
+
+
+def test_on_a_phone_the_answer_is_scrolled_into_view(phone, live_server, active_model):
+    phone.goto(live_server.url + "/")
+    touch_drag(phone, line(0.5, 0.15, 0.5, 0.85, n=12))
+    phone.tap("#predict")
+    phone.wait_for_selector("#result:not([hidden]) .bars li", timeout=60_000)
+    phone.wait_for_function("document.getElementById('result').getBoundingClientRect().top < window.innerHeight / 2", timeout=5_000)
+    assert no_horizontal_overflow(phone)
