@@ -8,6 +8,7 @@ A malformed value stops start-up with a message naming the variable.
 
 import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -50,6 +51,37 @@ def envjson(name: str, default: str) -> dict:
     if not isinstance(parsed, dict):
         raise ImproperlyConfigured(f"{name} must be a JSON object, got {value!r}")
     return parsed
+
+
+def envrate(name: str, default: str) -> str | None:
+    """A request rate such as "60/min" (per s, sec, m, min, h, hour, d, day), or "off" (None)."""
+    value = os.getenv(name, default).strip().lower()
+    if value == "off":
+        return None
+    match = re.fullmatch(r"(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)", value)
+    if not match or int(match[1]) < 1:
+        raise ImproperlyConfigured(f"{name} must be a rate like 60/min (per s, min, hour, day) or off, got {value!r}")
+    return value
+
+
+def cache_from_url(url: str) -> dict:
+    """redis://host:port/db (shared by every process) or locmem:// (this process only)."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss"):
+        try:
+            urlsplit(url).port
+        except ValueError:
+            raise ImproperlyConfigured(f"CACHE_URL {url!r} has a malformed port") from None
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "emnist",
+            # A Redis that does not answer must not hang requests: the throttle gives up and lets them through.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "emnist"}
+    raise ImproperlyConfigured(f"CACHE_URL must start with redis://, rediss:// or locmem://, got {url!r}")
 
 
 def database_from_url(url: str) -> dict:
@@ -95,11 +127,17 @@ def redis_url(name: str) -> str:
 # ---------------------------------------------------------------------------
 
 DEBUG = envbool("DEBUG", "1")
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
 SECRET_KEY = os.getenv("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
+if not DEBUG:
+    if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
+    # Django's own check (security.W009) asks for 50+ characters with 5+ distinct ones.
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("django-insecure-"):
+        raise ImproperlyConfigured("SECRET_KEY is a development key: generate one for production")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters when DEBUG is off")
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
 
 ALLOWED_HOSTS = [h for h in os.getenv("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -256,6 +294,27 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # ---------------------------------------------------------------------------
+# Cache and throttling (recognition/throttles.py)
+# ---------------------------------------------------------------------------
+
+# The throttle counters must be shared by every gunicorn worker: Redis when there is one (the
+# broker's by default; keys are prefixed, so sharing its database is safe), else this process.
+CACHE_URL = os.getenv("CACHE_URL", "") or (
+    CELERY_BROKER_URL if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else "locmem://"
+)
+CACHES = {"default": cache_from_url(CACHE_URL)}
+# Requests per client (signed-in user, else the visitor's session, else the IP address) and per
+# IP address on the write endpoints; "off" disables one. Many people can share an IP (offices,
+# phone carriers), hence its higher limit.
+THROTTLE_WRITE_CLIENT = envrate("THROTTLE_WRITE_CLIENT", "60/min")
+THROTTLE_WRITE_IP = envrate("THROTTLE_WRITE_IP", "600/min")
+# How many proxies in front of gunicorn append to X-Forwarded-For. 0: the header is ignored (a
+# client could write anything in it); 1 behind one reverse proxy, and so on.
+NUM_PROXIES = envint("NUM_PROXIES", "0")
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 or more")
+
+# ---------------------------------------------------------------------------
 # REST framework
 # ---------------------------------------------------------------------------
 
@@ -263,13 +322,16 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: a bad token then gets 401 with WWW-Authenticate, not a bare 403.
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "recognition.authentication.CsrfSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "recognition.schema.AutoSchema",
     "EXCEPTION_HANDLER": "recognition.apis.exception_handler",
+    # Write endpoints opt in with `throttle_classes = throttles.WRITE` (recognition/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recognition import exports, selectors, services
+from recognition import exports, selectors, services, throttles
 from recognition.errors import ImageTooLarge, InvalidImage, RecognitionError
 from recognition.labels import labels
 from recognition.models import Submission
@@ -33,13 +33,32 @@ _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
 
 def exception_handler(exc, context):
-    """Domain errors become {"detail", "code"} with their status; DRF's own get a code too."""
+    """Every error is {"detail", "code"}: domain errors with their status, DRF's own with its
+    code; a validation error also keeps the per-field messages under "errors"."""
     if isinstance(exc, RecognitionError):
         return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
     response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": _validation_summary(exc.detail), "code": "invalid", "errors": exc.detail}
+    elif isinstance(response.data, dict) and "detail" in response.data:
         response.data.setdefault("code", getattr(response.data["detail"], "code", "error"))
     return response
+
+
+def _validation_summary(errors) -> str:
+    """"field: message" for the first message of a (nested) DRF validation error."""
+    path = []
+    while isinstance(errors, (dict, list)) and errors:
+        if isinstance(errors, dict):
+            key, errors = next(iter(errors.items()))
+            if key not in ("non_field_errors", "detail"):
+                path.append(str(key))
+        else:
+            errors = errors[0]
+    message = str(errors) if errors else "Invalid input."
+    return f"{'.'.join(path)}: {message}" if path else message
 
 
 def client_id_get(request, *, create: bool = False) -> str:
@@ -106,6 +125,7 @@ def _submission_response(submission: Submission, *, status_code: int) -> Respons
 
 class SubmissionCreateApi(APIView):
     parser_classes = [MultiPartParser, JSONParser]
+    throttle_classes = throttles.WRITE
 
     class InputSerializer(serializers.Serializer):
         image_base64 = serializers.CharField(
@@ -220,8 +240,32 @@ class SubmissionPagination(PageNumberPagination):
 
 
 class SubmissionListApi(APIView):
-    @extend_schema(responses=SubmissionOutputSerializer(many=True))
+    class QuerySerializer(serializers.Serializer):
+        page = serializers.IntegerField(min_value=1, required=False, help_text="1-based page number.")
+        page_size = serializers.IntegerField(min_value=1, max_value=SubmissionPagination.max_page_size, required=False)
+
+        class Meta:
+            ref_name = "SubmissionListQuery"
+
+    @extend_schema(
+        parameters=[QuerySerializer],
+        responses={
+            200: inline_serializer(
+                "PaginatedSubmissionList",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.CharField(allow_null=True, help_text="URL of the next page."),
+                    "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page."),
+                    "results": SubmissionOutputSerializer(many=True),
+                },
+            ),
+            400: OpenApiResponse(description="page or page_size is not a number in range."),
+            404: OpenApiResponse(description="No such page."),
+        },
+    )
     def get(self, request):
+        # DRF's paginator silently ignores a bad page_size; say so instead.
+        self.QuerySerializer(data=request.query_params).is_valid(raise_exception=True)
         submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
         paginator = SubmissionPagination()
         page = paginator.paginate_queryset(submissions.defer("image"), request, view=self)
@@ -238,6 +282,8 @@ class SubmissionDetailApi(APIView):
 
 
 class SubmissionCorrectionApi(APIView):
+    throttle_classes = throttles.WRITE
+
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=10, help_text="The right answer: one of the 62 labels.")
 

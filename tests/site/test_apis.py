@@ -118,7 +118,7 @@ def test_it_rejects_malformed_base64(anon):
 @pytest.mark.django_db
 def test_it_rejects_json_without_an_image(anon):
     response = anon.post(SUBMISSIONS, {"strokes": []}, format="json")
-    assert response.status_code == 400 and "image_base64" in response.json()
+    assert response.status_code == 400 and "image_base64" in response.json()["errors"]
     assert Submission.objects.count() == 0
 
 
