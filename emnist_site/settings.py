@@ -160,6 +160,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "recognition.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -213,10 +214,18 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# The image limit itself (10 MiB) is enforced by ml.preprocess; these keep Django from
-# buffering much more than that in memory. JSON bodies carry base64 (4/3 of the bytes).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 15 * 1024 * 1024
+# Request size, in layers: RequestSizeLimitMiddleware answers 413 to any body whose
+# Content-Length is over REQUEST_MAX_BYTES before it is read: the base64 of the largest image
+# (ml.preprocess.MAX_BYTES, 10 MiB; JSON carries 4/3 of the bytes) plus room for the strokes.
+# Then the view refuses an image over 10 MiB from the upload's size or the base64 length,
+# and ml.preprocess refuses over 4096 px a side or 16 Mpx from the header, before decoding.
+REQUEST_MAX_BYTES = 10 * 1024 * 1024 * 4 // 3 + 1024 * 1024
+# Django's own limits: form fields and request.body (the same bound), uploaded files kept in
+# memory up to 2 MiB and spooled to a temporary file above, and one image per request.
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 1
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

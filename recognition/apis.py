@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection
 from django.http import HttpResponse
 from django.urls import reverse
@@ -37,6 +38,10 @@ def exception_handler(exc, context):
     code; a validation error also keeps the per-field messages under "errors"."""
     if isinstance(exc, RecognitionError):
         return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": f"Request body too large: {exc}", "code": "request_too_large"}, status=413)
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return Response({"detail": str(exc), "code": "too_many_fields"}, status=400)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -154,17 +159,13 @@ class SubmissionCreateApi(APIView):
             201: SubmissionOutputSerializer,
             202: OpenApiResponse(SubmissionOutputSerializer, description="Queued; poll `url`."),
             400: OpenApiResponse(description="Not an image, blank, malformed base64 or strokes."),
-            413: OpenApiResponse(description="Image over 10 MiB or over 4096 px a side."),
+            413: OpenApiResponse(description="Body over the request limit, image over 10 MiB, over 4096 px a side or over 16 megapixels."),
             415: OpenApiResponse(description="Unsupported content type."),
         },
     )
     def post(self, request):
-        # Refuse an oversized body before parsing it into memory.
+        # A body over settings.REQUEST_MAX_BYTES never gets here (RequestSizeLimitMiddleware).
         max_bytes = services.submissions.image_max_bytes()
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > max_bytes * 4 // 3 + 64 * 1024:
-            raise ImageTooLarge(f"Request too large: {int(length)} bytes; images may be at most {max_bytes} bytes.")
-
         if request.content_type.startswith("multipart/"):
             image, content_type, strokes, source = self._from_multipart(request, max_bytes)
         else:

@@ -59,6 +59,7 @@ class AutoSchema(SpectacularAutoSchema):
                 if unsafe else "Not allowed for this user."
             )
         if unsafe and self.method != "DELETE":
+            errors["413"] = error("Request body over the size limit (checked from Content-Length).")
             errors["415"] = error("Unsupported request content type.")
         if unsafe and any(issubclass(t, WriteThrottle) for t in view.throttle_classes):
             errors["429"] = error("Too many writes from this client or IP address; see the Retry-After header.")
