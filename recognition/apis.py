@@ -249,6 +249,7 @@ class SubmissionListApi(APIView):
             ref_name = "SubmissionListQuery"
 
     @extend_schema(
+        operation_id="submissions_list",
         parameters=[QuerySerializer],
         responses={
             200: inline_serializer(
