@@ -15,7 +15,14 @@ from django.db import connection
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
@@ -30,6 +37,11 @@ from recognition.labels import labels
 from recognition.models import Submission
 
 CLIENT_ID_KEY = "client_id"
+# A 28x28 canvas export of a "1" (transparent background, ink in alpha): the docs' example.
+EXAMPLE_PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAYAAAByDd+UAAAASklEQVR42u3SwQ0AIAhDUcv+O+MKQprGw+9dXoSeQz5Jbx/KgI1mVOpnG7Adt6gk9gq2s221"
+    "KJYSK5UDm5ZGydJEbwgICAgISMK5guUGKqPdE88AAAAASUVORK5CYII="
+)
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
 
@@ -85,6 +97,20 @@ def input28_data_url(submission: Submission) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+class StrictCharField(serializers.CharField):
+    """A string, as the schema says; DRF's CharField would turn the number 0 into the label "0"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "string", "enum": list(labels())})
+class LabelField(StrictCharField):
+    """Documented as the 62 labels; an unknown one is the service's 400 unknown_label."""
+
+
 class PredictionSerializer(serializers.Serializer):
     label = serializers.CharField()
     probability = serializers.FloatField()
@@ -133,10 +159,10 @@ class SubmissionCreateApi(APIView):
     throttle_classes = throttles.WRITE
 
     class InputSerializer(serializers.Serializer):
-        image_base64 = serializers.CharField(
+        image_base64 = StrictCharField(
             help_text="A base64 image, optionally as a data URL (data:image/png;base64,...)."
         )
-        content_type = serializers.CharField(required=False, help_text="Defaults to the data URL's type, else image/png.")
+        content_type = StrictCharField(required=False, help_text="Defaults to the data URL's type, else image/png.")
         strokes = serializers.JSONField(required=False, allow_null=True, help_text="[[[x, y, t], ...], ...]")
         source = serializers.ChoiceField(choices=Submission.Source.choices, required=False)
 
@@ -155,6 +181,14 @@ class SubmissionCreateApi(APIView):
                 },
             ),
         },
+        examples=[
+            OpenApiExample(
+                "A drawn 1",
+                request_only=True,
+                media_type="application/json",
+                value={"image_base64": "data:image/png;base64," + EXAMPLE_PNG_BASE64, "source": "api"},
+            )
+        ],
         responses={
             201: SubmissionOutputSerializer,
             202: OpenApiResponse(SubmissionOutputSerializer, description="Queued; poll `url`."),
@@ -287,7 +321,7 @@ class SubmissionCorrectionApi(APIView):
     throttle_classes = throttles.WRITE
 
     class InputSerializer(serializers.Serializer):
-        label = serializers.CharField(max_length=10, help_text="The right answer: one of the 62 labels.")
+        label = LabelField(max_length=10, help_text="The right answer: one of the 62 labels.")
 
         class Meta:
             ref_name = "CorrectionInput"
@@ -340,7 +374,11 @@ class CorrectionExportApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("kind", str, enum=["npz", "zip"], description="npz: images (EMNIST orientation), labels, label_chars; zip: PNGs + labels.csv")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, (200, "application/zip"): OpenApiTypes.BINARY},
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            400: OpenApiResponse(description="kind is neither npz nor zip."),
+        },
     )
     def get(self, request):
         fmt = request.query_params.get("kind", "npz")
