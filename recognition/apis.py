@@ -282,6 +282,13 @@ class SubmissionListApi(APIView):
         class Meta:
             ref_name = "SubmissionListQuery"
 
+        def validate(self, attrs):
+            # DRF takes an empty optional field (?page_size=) as absent; it is not a number.
+            blank = [name for name in self.fields if self.initial_data.get(name) == ""]
+            if blank:
+                raise serializers.ValidationError({name: ["A valid integer is required."] for name in blank})
+            return attrs
+
     @extend_schema(
         operation_id="submissions_list",
         parameters=[QuerySerializer],
