@@ -221,11 +221,12 @@ STORAGES = {
 # and ml.preprocess refuses over 4096 px a side or 16 Mpx from the header, before decoding.
 REQUEST_MAX_BYTES = 10 * 1024 * 1024 * 4 // 3 + 1024 * 1024
 # Django's own limits: form fields and request.body (the same bound), uploaded files kept in
-# memory up to 2 MiB and spooled to a temporary file above, and one image per request.
+# memory up to 2 MiB and spooled to a temporary file above, one file per request (the image),
+# and Django's default 1000 form fields (an admin bulk action on a full page sends one a row).
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 1
-DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

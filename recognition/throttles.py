@@ -54,10 +54,7 @@ class WriteThrottle(BaseThrottle):
         window_index = int(now // window)
         key = f"throttle:{self.scope}:{self.ident(request)}:{window}:{window_index}"
         try:
-            # add() is a no-op when the key exists; incr() is atomic (Redis INCR). The key
-            # outlives its window so that it cannot expire between the two calls.
-            cache.add(key, 0, timeout=2 * window)
-            count = cache.incr(key)
+            count = self._count(key, window)
         except Exception:  # noqa: BLE001 - a cache outage must not take the site down with it
             logger.warning("throttle %s: cache unavailable, request let through", self.scope, exc_info=True)
             return True
@@ -65,6 +62,16 @@ class WriteThrottle(BaseThrottle):
             return True
         self.wait_seconds = max(1, math.ceil((window_index + 1) * window - now))
         return False
+
+    @staticmethod
+    def _count(key: str, window: int) -> int:
+        """Add one to the window's counter, atomically (Redis INCR) and return it."""
+        try:
+            return cache.incr(key)
+        except ValueError:  # the window's first request: create the counter (add() loses no race)
+            # The key outlives its window, so it cannot expire between a check and an INCR.
+            cache.add(key, 0, timeout=2 * window)
+            return cache.incr(key)
 
     def wait(self):
         return self.wait_seconds
