@@ -8,6 +8,7 @@ A malformed value stops start-up with a message naming the variable.
 
 import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -50,6 +51,37 @@ def envjson(name: str, default: str) -> dict:
     if not isinstance(parsed, dict):
         raise ImproperlyConfigured(f"{name} must be a JSON object, got {value!r}")
     return parsed
+
+
+def envrate(name: str, default: str) -> str | None:
+    """A request rate such as "60/min" (per s, sec, m, min, h, hour, d, day), or "off" (None)."""
+    value = os.getenv(name, default).strip().lower()
+    if value == "off":
+        return None
+    match = re.fullmatch(r"(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)", value)
+    if not match or int(match[1]) < 1:
+        raise ImproperlyConfigured(f"{name} must be a rate like 60/min (per s, min, hour, day) or off, got {value!r}")
+    return value
+
+
+def cache_from_url(url: str) -> dict:
+    """redis://host:port/db (shared by every process) or locmem:// (this process only)."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss"):
+        try:
+            urlsplit(url).port
+        except ValueError:
+            raise ImproperlyConfigured(f"CACHE_URL {url!r} has a malformed port") from None
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "emnist",
+            # A Redis that does not answer must not hang requests: the throttle gives up and lets them through.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "emnist"}
+    raise ImproperlyConfigured(f"CACHE_URL must start with redis://, rediss:// or locmem://, got {url!r}")
 
 
 def database_from_url(url: str) -> dict:
@@ -95,11 +127,17 @@ def redis_url(name: str) -> str:
 # ---------------------------------------------------------------------------
 
 DEBUG = envbool("DEBUG", "1")
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
 SECRET_KEY = os.getenv("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
+if not DEBUG:
+    if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
+    # Django's own check (security.W009) asks for 50+ characters with 5+ distinct ones.
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("django-insecure-"):
+        raise ImproperlyConfigured("SECRET_KEY is a development key: generate one for production")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters when DEBUG is off")
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
 
 ALLOWED_HOSTS = [h for h in os.getenv("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -122,6 +160,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "recognition.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -175,10 +214,19 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# The image limit itself (10 MiB) is enforced by ml.preprocess; these keep Django from
-# buffering much more than that in memory. JSON bodies carry base64 (4/3 of the bytes).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 15 * 1024 * 1024
+# Request size, in layers: RequestSizeLimitMiddleware answers 413 to any body whose
+# Content-Length is over REQUEST_MAX_BYTES before it is read: the base64 of the largest image
+# (ml.preprocess.MAX_BYTES, 10 MiB; JSON carries 4/3 of the bytes) plus room for the strokes.
+# Then the view refuses an image over 10 MiB from the upload's size or the base64 length,
+# and ml.preprocess refuses over 4096 px a side or 16 Mpx from the header, before decoding.
+REQUEST_MAX_BYTES = 10 * 1024 * 1024 * 4 // 3 + 1024 * 1024
+# Django's own limits: form fields and request.body (the same bound), uploaded files kept in
+# memory up to 2 MiB and spooled to a temporary file above, one file per request (the image),
+# and Django's default 1000 form fields (an admin bulk action on a full page sends one a row).
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 1
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -257,6 +305,27 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # ---------------------------------------------------------------------------
+# Cache and throttling (recognition/throttles.py)
+# ---------------------------------------------------------------------------
+
+# The throttle counters must be shared by every gunicorn worker: Redis when there is one (the
+# broker's by default; keys are prefixed, so sharing its database is safe), else this process.
+CACHE_URL = os.getenv("CACHE_URL", "") or (
+    CELERY_BROKER_URL if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else "locmem://"
+)
+CACHES = {"default": cache_from_url(CACHE_URL)}
+# Requests per client (signed-in user, else the visitor's session, else the IP address) and per
+# IP address on the write endpoints; "off" disables one. Many people can share an IP (offices,
+# phone carriers), hence its higher limit.
+THROTTLE_WRITE_CLIENT = envrate("THROTTLE_WRITE_CLIENT", "60/min")
+THROTTLE_WRITE_IP = envrate("THROTTLE_WRITE_IP", "600/min")
+# How many proxies in front of gunicorn append to X-Forwarded-For. 0: the header is ignored (a
+# client could write anything in it); 1 behind one reverse proxy, and so on.
+NUM_PROXIES = envint("NUM_PROXIES", "0")
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 or more")
+
+# ---------------------------------------------------------------------------
 # REST framework
 # ---------------------------------------------------------------------------
 
@@ -264,13 +333,16 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: a bad token then gets 401 with WWW-Authenticate, not a bare 403.
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "recognition.authentication.CsrfSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "recognition.schema.AutoSchema",
     "EXCEPTION_HANDLER": "recognition.apis.exception_handler",
+    # Write endpoints opt in with `throttle_classes = throttles.WRITE` (recognition/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -294,6 +366,9 @@ if not DEBUG:
 # TLS is usually terminated by a proxy in front of gunicorn; these depend on that deployment.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "0")
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
+# Both commit every subdomain (and, with preload, browsers' built-in lists) to HTTPS: opt in.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "0")
 if envbool("TRUST_X_FORWARDED_PROTO", "0"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -13,6 +13,10 @@ else:
 # The test process runs tasks eagerly unless a test explicitly points Celery at Redis.
 os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.pop("CELERY_RESULT_BACKEND", None)
+# Throttle counters in this process's memory (cleared before each test), never a shared Redis.
+os.environ.pop("CACHE_URL", None)
+for name in ("THROTTLE_WRITE_CLIENT", "THROTTLE_WRITE_IP", "NUM_PROXIES"):
+    os.environ.pop(name, None)
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
 
 from emnist_site.settings import *  # noqa: E402, F403

@@ -10,18 +10,20 @@ import zipfile
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -29,23 +31,51 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from recognition import exports, selectors, services
+from recognition import exports, selectors, services, throttles
 from recognition.errors import ImageTooLarge, InvalidImage, RecognitionError
 from recognition.labels import labels, lookalike_groups, lookalike_pairs
 from recognition.models import Submission, Word
 
 CLIENT_ID_KEY = "client_id"
+# A 28x28 canvas export of a "1" (transparent background, ink in alpha): the docs' example.
+EXAMPLE_PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAYAAAByDd+UAAAASklEQVR42u3SwQ0AIAhDUcv+O+MKQprGw+9dXoSeQz5Jbx/KgI1mVOpnG7Adt6gk9gq2s221"
+    "KJYSK5UDm5ZGydJEbwgICAgISMK5guUGKqPdE88AAAAASUVORK5CYII="
+)
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
 
 def exception_handler(exc, context):
-    """Domain errors become {"detail", "code"} with their status; DRF's own get a code too."""
+    """Every error is {"detail", "code"}: domain errors with their status, DRF's own with its
+    code; a validation error also keeps the per-field messages under "errors"."""
     if isinstance(exc, RecognitionError):
         return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": f"Request body too large: {exc}", "code": "request_too_large"}, status=413)
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return Response({"detail": str(exc), "code": "too_many_fields"}, status=400)
     response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": _validation_summary(exc.detail), "code": "invalid", "errors": exc.detail}
+    elif isinstance(response.data, dict) and "detail" in response.data:
         response.data.setdefault("code", getattr(response.data["detail"], "code", "error"))
     return response
+
+
+def _validation_summary(errors) -> str:
+    """"field: message" for the first message of a (nested) DRF validation error."""
+    path = []
+    while isinstance(errors, (dict, list)) and errors:
+        if isinstance(errors, dict):
+            key, errors = next(iter(errors.items()))
+            if key not in ("non_field_errors", "detail"):
+                path.append(str(key))
+        else:
+            errors = errors[0]
+    message = str(errors) if errors else "Invalid input."
+    return f"{'.'.join(path)}: {message}" if path else message
 
 
 def client_id_get(request, *, create: bool = False) -> str:
@@ -65,6 +95,20 @@ def input28_data_url(submission: Submission) -> str:
     # EMNIST stores images transposed; .T is upright for people.
     Image.fromarray(np.ascontiguousarray(array.T), mode="L").save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class StrictCharField(serializers.CharField):
+    """A string, as the schema says; DRF's CharField would turn the number 0 into the label "0"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "string", "enum": list(labels())})
+class LabelField(StrictCharField):
+    """Documented as the 62 labels; an unknown one is the service's 400 unknown_label."""
 
 
 class PredictionSerializer(serializers.Serializer):
@@ -162,12 +206,13 @@ DRAWING_UPLOAD = inline_serializer(
 
 class SubmissionCreateApi(APIView):
     parser_classes = [MultiPartParser, JSONParser]
+    throttle_classes = throttles.WRITE
 
     class InputSerializer(serializers.Serializer):
-        image_base64 = serializers.CharField(
+        image_base64 = StrictCharField(
             help_text="A base64 image, optionally as a data URL (data:image/png;base64,...)."
         )
-        content_type = serializers.CharField(required=False, help_text="Defaults to the data URL's type, else image/png.")
+        content_type = StrictCharField(required=False, help_text="Defaults to the data URL's type, else image/png.")
         strokes = serializers.JSONField(required=False, allow_null=True, help_text="[[[x, y, t], ...], ...]")
         source = serializers.ChoiceField(choices=Submission.Source.choices, required=False)
 
@@ -179,11 +224,19 @@ class SubmissionCreateApi(APIView):
             "application/json": InputSerializer,
             "multipart/form-data": DRAWING_UPLOAD,
         },
+        examples=[
+            OpenApiExample(
+                "A drawn 1",
+                request_only=True,
+                media_type="application/json",
+                value={"image_base64": "data:image/png;base64," + EXAMPLE_PNG_BASE64, "source": "api"},
+            )
+        ],
         responses={
             201: SubmissionOutputSerializer,
             202: OpenApiResponse(SubmissionOutputSerializer, description="Queued; poll `url`."),
             400: OpenApiResponse(description="Not an image, blank, malformed base64 or strokes."),
-            413: OpenApiResponse(description="Image over 10 MiB or over 4096 px a side."),
+            413: OpenApiResponse(description="Body over the request limit, image over 10 MiB, over 4096 px a side or over 16 megapixels."),
             415: OpenApiResponse(description="Unsupported content type."),
         },
     )
@@ -206,11 +259,8 @@ class SubmissionCreateApi(APIView):
 
     def _drawing_from_request(self, request) -> tuple[bytes, str, list | None, str]:
         """(image, content_type, strokes, source) from a multipart upload or a JSON body."""
-        # Refuse an oversized body before parsing it into memory.
+        # A body over settings.REQUEST_MAX_BYTES never gets here (RequestSizeLimitMiddleware).
         max_bytes = services.submissions.image_max_bytes()
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > max_bytes * 4 // 3 + 64 * 1024:
-            raise ImageTooLarge(f"Request too large: {int(length)} bytes; images may be at most {max_bytes} bytes.")
         if request.content_type.startswith("multipart/"):
             return self._from_multipart(request, max_bytes)
         return self._from_json(request, max_bytes)
@@ -334,8 +384,40 @@ class SubmissionPagination(PageNumberPagination):
 
 
 class SubmissionListApi(APIView):
-    @extend_schema(responses=SubmissionOutputSerializer(many=True))
+    class QuerySerializer(serializers.Serializer):
+        page = serializers.IntegerField(min_value=1, required=False, help_text="1-based page number.")
+        page_size = serializers.IntegerField(min_value=1, max_value=SubmissionPagination.max_page_size, required=False)
+
+        class Meta:
+            ref_name = "SubmissionListQuery"
+
+        def validate(self, attrs):
+            # DRF takes an empty optional field (?page_size=) as absent; it is not a number.
+            blank = [name for name in self.fields if self.initial_data.get(name) == ""]
+            if blank:
+                raise serializers.ValidationError({name: ["A valid integer is required."] for name in blank})
+            return attrs
+
+    @extend_schema(
+        operation_id="submissions_list",
+        parameters=[QuerySerializer],
+        responses={
+            200: inline_serializer(
+                "PaginatedSubmissionList",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.CharField(allow_null=True, help_text="URL of the next page."),
+                    "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page."),
+                    "results": SubmissionOutputSerializer(many=True),
+                },
+            ),
+            400: OpenApiResponse(description="page or page_size is not a number in range."),
+            404: OpenApiResponse(description="No such page."),
+        },
+    )
     def get(self, request):
+        # DRF's paginator silently ignores a bad page_size; say so instead.
+        self.QuerySerializer(data=request.query_params).is_valid(raise_exception=True)
         submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
         paginator = SubmissionPagination()
         page = paginator.paginate_queryset(submissions.defer("image"), request, view=self)
@@ -352,8 +434,10 @@ class SubmissionDetailApi(APIView):
 
 
 class SubmissionCorrectionApi(APIView):
+    throttle_classes = throttles.WRITE
+
     class InputSerializer(serializers.Serializer):
-        label = serializers.CharField(max_length=10, help_text="The right answer: one of the 62 labels.")
+        label = LabelField(max_length=10, help_text="The right answer: one of the 62 labels.")
 
         class Meta:
             ref_name = "CorrectionInput"
@@ -478,7 +562,11 @@ class CorrectionExportApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("kind", str, enum=["npz", "zip"], description="npz: images (EMNIST orientation), labels, label_chars; zip: PNGs + labels.csv")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, (200, "application/zip"): OpenApiTypes.BINARY},
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            400: OpenApiResponse(description="kind is neither npz nor zip."),
+        },
     )
     def get(self, request):
         fmt = request.query_params.get("kind", "npz")

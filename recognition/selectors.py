@@ -1,5 +1,7 @@
 """Reads shared by APIs, pages and admin."""
 
+import uuid
+
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, QuerySet
 
@@ -28,8 +30,12 @@ def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
 def submission_get_visible(*, submission_id, user, client_id: str) -> Submission:
     """The submission if this caller may see it. Someone else's is "not found", so ids leak nothing."""
     try:
-        return submission_list_visible(user=user, client_id=client_id).get(id=submission_id)
-    except (Submission.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID
+        submission_uuid = uuid.UUID(str(submission_id))
+    except ValueError:
+        raise NotFound("Submission not found.") from None  # not an id at all: the same answer as someone else's
+    try:
+        return submission_list_visible(user=user, client_id=client_id).get(id=submission_uuid)
+    except Submission.DoesNotExist:
         raise NotFound("Submission not found.") from None
 
 

@@ -37,6 +37,14 @@ def tcp_open(url: str, default_port: int) -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle_counters():
+    """Each test starts with no writes counted (the test cache is this process's memory)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def redis_url():
     require_service("Redis", tcp_open(REDIS_TEST_URL, 6379), f"start redis or set TEST_REDIS_URL; tried {REDIS_TEST_URL}")

@@ -97,7 +97,8 @@ def test_it_rejects_a_50_mb_upload(anon):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     big = SimpleUploadedFile("big.png", canvas_png() + b"\0" * (50 * 1024 * 1024), content_type="image/png")
-    assert_error(anon.post(SUBMISSIONS, {"image": big}, format="multipart"), 413, "image_too_large")
+    # Refused from its Content-Length before the body is read (tests/site/test_upload_limits.py).
+    assert_error(anon.post(SUBMISSIONS, {"image": big}, format="multipart"), 413, "request_too_large")
 
 
 @pytest.mark.django_db
@@ -118,7 +119,7 @@ def test_it_rejects_malformed_base64(anon):
 @pytest.mark.django_db
 def test_it_rejects_json_without_an_image(anon):
     response = anon.post(SUBMISSIONS, {"strokes": []}, format="json")
-    assert response.status_code == 400 and "image_base64" in response.json()
+    assert response.status_code == 400 and "image_base64" in response.json()["errors"]
     assert Submission.objects.count() == 0
 
 
@@ -183,3 +184,35 @@ def test_the_openapi_schema_and_docs_are_served(anon):
     assert schema.status_code == 200 and b"/api/v1/submissions" in schema.content
     docs = anon.get("/api/v1/docs")
     assert docs.status_code == 200 and b"cdn" not in docs.content.lower()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["page_size=null", "page_size=", "page_size=0", "page_size=101", "page=0", "page=x", "page="])
+def test_the_list_refuses_a_malformed_page_or_page_size(anon, query):
+    # Found by the fuzz test: DRF's paginator silently ignored these.
+    response = anon.get(f"{SUBMISSIONS}?{query}")
+    assert response.status_code == 400 and response.json()["code"] == "invalid", response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("submission_id", ["0", "not-a-uuid", "1" * 40])
+def test_a_malformed_submission_id_is_not_found_not_a_500(anon, submission_id):
+    # Found by the fuzz test: a non-UUID id reached the database lookup.
+    assert anon.get(f"{SUBMISSIONS}/{submission_id}").status_code == 404
+    assert anon.post(f"{SUBMISSIONS}/{submission_id}/correction", {"label": "A"}, format="json").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_correction_label_must_be_a_string(anon, active_model, drawing):
+    # Found by the fuzz test: DRF's CharField turned the number 0 into the label "0".
+    created = anon.post(SUBMISSIONS, b64_payload(drawing), format="json").json()
+    response = anon.post(created["url"] + "/correction", {"label": 0}, format="json")
+    assert response.status_code == 400 and response.json()["errors"]["label"]
+    assert Correction.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_validation_error_has_detail_code_and_the_field_messages(anon):
+    body = anon.post(SUBMISSIONS, {"strokes": []}, format="json").json()
+    assert body["code"] == "invalid" and body["detail"] == "image_base64: This field is required."
+    assert body["errors"] == {"image_base64": ["This field is required."]}

@@ -35,7 +35,7 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
     script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 2", "--workers 1")
     env = venv_env(
         DEBUG="0",
-        SECRET_KEY="test-secret",
+        SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,
         SECURE_COOKIES="0",
         DATABASE_URL=database_url_for_subprocess(),
         STATIC_ROOT=str(tmp_path / "static"),
