@@ -4,13 +4,14 @@ import base64
 import binascii
 import io
 import re
-import time
+import sys
 import uuid
 import zipfile
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
+from django.http import JsonResponse
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -32,10 +33,18 @@ CLIENT_ID_KEY = "client_id"
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
 
+DATABASE_UNAVAILABLE = {"detail": "The database is unavailable; try again in a few seconds.", "code": "database_unavailable"}
+
+
 def exception_handler(exc, context):
     """Domain errors become {"detail", "code"} with their status; DRF's own get a code too."""
     if isinstance(exc, RecognitionError):
         return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # A restarting database is a temporary condition, not a bug: 503 with Retry-After.
+        # Django closes the broken connection at the end of the request, and the next request
+        # opens a new one (CONN_HEALTH_CHECKS), so the process recovers by itself.
+        return Response(DATABASE_UNAVAILABLE, status=503, headers={"Retry-After": "5"})
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         response.data.setdefault("code", getattr(response.data["detail"], "code", "error"))
@@ -205,12 +214,14 @@ class SubmissionCreateApi(APIView):
 
 
 def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
-    """Poll the row briefly: most predictions take milliseconds once a worker is warm."""
-    deadline = time.monotonic() + seconds
+    """Wait for the worker's "done" notification (milliseconds once a worker is warm), then
+    read the row. Eager mode already ran the task on commit; with the broker unreachable there
+    is nothing to wait for, and the answer is 202 at once."""
+    from emnist_site.celery import app
+
+    if seconds > 0 and not app.conf.task_always_eager:
+        services.submission_wait_done(submission_id=submission.id, timeout=seconds)
     submission.refresh_from_db()
-    while submission.status == Submission.Status.PENDING and time.monotonic() < deadline:
-        time.sleep(0.05)
-        submission.refresh_from_db()
     return submission
 
 
@@ -321,24 +332,54 @@ def _check_broker() -> dict:
     return {"ok": True, "detail": conn.as_uri()}
 
 
+_archive_checks: dict = {}
+
+
+def _archive_problem(path) -> str:
+    """"" if ``path`` is a complete Keras archive (config.json present, every CRC right).
+    Cached per (path, size, mtime): a health probe every few seconds must not re-read it."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _archive_checks:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    problem = "has no config.json"
+                else:
+                    bad = archive.testzip()
+                    problem = f"is corrupted ({bad} fails its CRC)" if bad else ""
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            problem = f"is not a readable archive ({exc})"
+        _archive_checks.clear()
+        _archive_checks[key] = problem
+    return _archive_checks[key]
+
+
 def _check_model() -> dict:
-    """The active version's file exists and is a Keras archive. Loading it here would import
-    TensorFlow into the web process, which only the eager default does anyway."""
+    """The active version's file exists, is a whole Keras archive, and the last load a worker
+    (or a promotion) tried succeeded. Loading it here would import TensorFlow into the web
+    process, which only the eager default does anyway. Versions refused because their file
+    does not load are listed, without making the site unhealthy."""
+    from recognition.models import ModelVersion
     from recognition.services.predictors import predictor_loaded_version_id
 
+    refused = [
+        {"id": v.id, "name": v.name, "error": v.load_error}
+        for v in ModelVersion.objects.exclude(load_error="").exclude(status=ModelVersion.Status.ACTIVE)[:10]
+    ]
+    extra = {"unloadable_versions": refused} if refused else {}
     version = selectors.model_version_get_active()
     if version is None:
-        return {"ok": False, "detail": "no active model version"}
+        return {"ok": False, "detail": "no active model version", **extra}
     path = services.model_version_path(version)
     if not path.is_file():
-        return {"ok": False, "detail": f"model file missing: {version.file_path}"}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if "config.json" not in archive.namelist():
-                return {"ok": False, "detail": f"{version.file_path} is not a Keras archive"}
-    except zipfile.BadZipFile:
-        return {"ok": False, "detail": f"{version.file_path} is not a Keras archive"}
-    return {"ok": True, "detail": version.name, "loaded_here": predictor_loaded_version_id() == version.id}
+        return {"ok": False, "detail": f"model file missing: {version.file_path}", **extra}
+    problem = _archive_problem(path)
+    if problem:
+        return {"ok": False, "detail": f"{version.file_path} {problem}", **extra}
+    if version.load_error:
+        return {"ok": False, "detail": f"{version.name} does not load: {version.load_error}", **extra}
+    return {"ok": True, "detail": version.name, "loaded_here": predictor_loaded_version_id() == version.id, **extra}
 
 
 class HealthApi(APIView):
@@ -356,3 +397,18 @@ class HealthApi(APIView):
 
 class SubmissionCollectionApi(SubmissionCreateApi, SubmissionListApi):
     """/api/v1/submissions: GET lists yours (paginated), POST creates one."""
+
+
+def server_error(request, *args, **kwargs):
+    """handler500: errors outside a DRF view (middleware saving the session, say) still get a
+    {"detail", "code"} body under /api/, and a database outage is 503 there as everywhere."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        response = JsonResponse(DATABASE_UNAVAILABLE, status=503)
+        response["Retry-After"] = "5"
+        return response
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    from django.views.defaults import server_error as html_server_error
+
+    return html_server_error(request)

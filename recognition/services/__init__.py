@@ -3,22 +3,35 @@
 from recognition.services.corrections import correction_create, correction_review
 from recognition.services.model_versions import (
     model_version_activate,
+    model_version_record_load,
     model_version_path,
     model_version_register_shipped,
 )
+from recognition.services.notifications import submission_notify_done, submission_wait_done
 from recognition.services.retraining import RetrainingBusy, retraining_run, retraining_schedule_ensure
-from recognition.services.submissions import submission_create, submission_fail, submission_predict
+from recognition.services.submissions import (
+    submission_create,
+    submission_fail,
+    submission_predict,
+    submission_requeue_schedule_ensure,
+    submission_requeue_stale,
+)
 
 __all__ = [
     "correction_create",
     "correction_review",
     "model_version_activate",
     "model_version_path",
+    "model_version_record_load",
     "model_version_register_shipped",
     "retraining_run",
     "retraining_schedule_ensure",
     "RetrainingBusy",
     "submission_create",
     "submission_fail",
+    "submission_notify_done",
     "submission_predict",
+    "submission_requeue_schedule_ensure",
+    "submission_requeue_stale",
+    "submission_wait_done",
 ]
