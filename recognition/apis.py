@@ -373,10 +373,10 @@ def _check_model() -> dict:
         return {"ok": False, "detail": "no active model version", **extra}
     path = services.model_version_path(version)
     if not path.is_file():
-        return {"ok": False, "detail": f"model file missing: {version.file_path}", **extra}
+        return {"ok": False, "detail": f"{version.name}: model file missing: {version.file_path}", **extra}
     problem = _archive_problem(path)
     if problem:
-        return {"ok": False, "detail": f"{version.file_path} {problem}", **extra}
+        return {"ok": False, "detail": f"{version.name}: {version.file_path} {problem}", **extra}
     if version.load_error:
         return {"ok": False, "detail": f"{version.name} does not load: {version.load_error}", **extra}
     return {"ok": True, "detail": version.name, "loaded_here": predictor_loaded_version_id() == version.id, **extra}

@@ -178,8 +178,6 @@ def submission_predict(*, submission_id: str) -> Submission | None:
     if submission.status != Submission.Status.PENDING:
         return Submission.objects.get(id=submission_id)
     Submission.objects.filter(id=submission_id).update(attempts=F("attempts") + 1)
-    if settings.PREDICT_DELAY_SECONDS:
-        time.sleep(settings.PREDICT_DELAY_SECONDS)
 
     done_ids = _predict_pending_batch(own_id=submission_id)
     submission_notify_done(submission_ids=done_ids)
@@ -217,6 +215,10 @@ def _predict_pending_batch(*, own_id: str) -> list[str]:
         if not rows:
             return []
         ids = [str(row.id) for row in rows]
+        if settings.PREDICT_DELAY_SECONDS:
+            # Fault injection: a test kills the worker here, with the batch claimed (rows locked).
+            logger.warning("PREDICT_DELAY_SECONDS: sleeping with %d submissions claimed", len(ids))
+            time.sleep(settings.PREDICT_DELAY_SECONDS)
         if model_version is None:
             _fail_rows(ids, "No active model version.")
             return ids
