@@ -46,8 +46,8 @@ def main() -> int:
         pre.append(t1 - t0)
         total.append(t2 - t0)
     ms = lambda v, q: 1000 * float(np.percentile(v, q))  # noqa: E731
-    print(f"single 280x280 PNG -> top-5: median {ms(total, 50):.2f} ms, p95 {ms(total, 95):.2f} ms "
-          f"(preprocessing median {ms(pre, 50):.2f} ms), n={len(total)}")
+    print(f"single 280x280 PNG -> top-5 ({predictor.single_path}): median {ms(total, 50):.2f} ms, "
+          f"p95 {ms(total, 95):.2f} ms (preprocessing median {ms(pre, 50):.2f} ms), n={len(total)}")
 
     batch = np.resize(images, (args.batch, 28, 28))
     predictor.predict_batch(batch[:2048], k=5)  # warm-up

@@ -39,6 +39,31 @@ def test_the_batch_path_gives_the_same_answers_as_one_at_a_time(predictor):
         assert np.allclose([p for _, p in single], [p for _, p in top], atol=1e-5)
 
 
+def test_single_images_take_the_lite_path_and_agree_with_keras(predictor):
+    assert predictor.single_path == "tflite"
+    images = np.stack([an_image(s) for s in range(5)])
+    keras_probs = predictor.probabilities(images)
+    for image, expected in zip(images, keras_probs):
+        single = dict(predictor.predict(image, k=62))
+        assert np.allclose([single[c] for c in predictor.classes], expected, atol=1e-5)
+
+
+def test_it_serves_single_images_with_tf_function_when_the_lite_model_cannot_be_had(tiny_model_path, monkeypatch):
+    import ml.inference
+
+    monkeypatch.setattr(ml.inference, "_lite_interpreter", lambda model, threads: None)
+    fallback = load_predictor(tiny_model_path)
+    assert fallback.single_path == "tf.function"
+    assert len(fallback.predict(an_image(), k=3)) == 3
+
+
+def test_it_does_not_serve_a_lite_model_that_disagrees_with_keras(tiny_model_path, monkeypatch):
+    import ml.inference
+
+    monkeypatch.setattr(ml.inference, "LITE_TOLERANCE", -1.0)  # no conversion can pass
+    assert load_predictor(tiny_model_path).single_path == "tf.function"
+
+
 def test_full_probabilities_sum_to_one(predictor):
     probs = predictor.probabilities(np.stack([an_image(s) for s in range(3)]))
     assert probs.shape == (3, 62)
