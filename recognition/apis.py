@@ -105,12 +105,14 @@ class SubmissionOutputSerializer(serializers.Serializer):
         return input28_data_url(obj)
 
     def get_correction(self, obj) -> dict | None:
+        if self.context.get("new"):
+            return None  # just created: no correction can exist yet (saves a query per POST)
         corrections = sorted(obj.corrections.all(), key=lambda c: c.created_at, reverse=True)
         return CorrectionOutputSerializer(corrections[0]).data if corrections else None
 
 
-def _submission_response(submission: Submission, *, status_code: int) -> Response:
-    return Response(SubmissionOutputSerializer(submission).data, status=status_code)
+def _submission_response(submission: Submission, *, status_code: int, new: bool = False) -> Response:
+    return Response(SubmissionOutputSerializer(submission, context={"new": new}).data, status=status_code)
 
 
 class SubmissionCreateApi(APIView):
@@ -169,10 +171,10 @@ class SubmissionCreateApi(APIView):
         )
         submission = _wait_for_prediction(submission, settings.SUBMISSION_WAIT_SECONDS)
         if submission.status == Submission.Status.PENDING:
-            response = _submission_response(submission, status_code=status.HTTP_202_ACCEPTED)
+            response = _submission_response(submission, status_code=status.HTTP_202_ACCEPTED, new=True)
             response["Location"] = response.data["url"]
             return response
-        return _submission_response(submission, status_code=status.HTTP_201_CREATED)
+        return _submission_response(submission, status_code=status.HTTP_201_CREATED, new=True)
 
     @staticmethod
     def _from_multipart(request, max_bytes):
@@ -213,6 +215,9 @@ class SubmissionCreateApi(APIView):
         return image, content_type.lower(), data.get("strokes"), data.get("source", Submission.Source.API)
 
 
+PREDICTION_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_version", "latency_ms", "error", "predicted_at"]
+
+
 def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
     """Wait for the worker's "done" notification (milliseconds once a worker is warm), then
     read the row. Eager mode already ran the task on commit; with the broker unreachable there
@@ -221,7 +226,8 @@ def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
 
     if seconds > 0 and not app.conf.task_always_eager:
         services.submission_wait_done(submission_id=submission.id, timeout=seconds)
-    submission.refresh_from_db()
+    # Only what the worker writes (not the image bytes just stored).
+    submission.refresh_from_db(fields=PREDICTION_FIELDS)
     return submission
 
 
