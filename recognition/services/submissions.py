@@ -173,13 +173,15 @@ def submission_predict(*, submission_id: str) -> Submission | None:
     """
     from recognition.services.notifications import submission_notify_done
 
-    submission = Submission.objects.filter(id=submission_id).only("id", "status").first()
-    if submission is None:
-        logger.warning("submission %s vanished before prediction", submission_id)
-        return None
-    if submission.status != Submission.Status.PENDING:
-        return Submission.objects.get(id=submission_id)
-    Submission.objects.filter(id=submission_id).update(attempts=F("attempts") + 1)
+    # One statement both counts the attempt and tells whether there is anything to do.
+    started = Submission.objects.filter(id=submission_id, status=Submission.Status.PENDING).update(
+        attempts=F("attempts") + 1
+    )
+    if not started:
+        submission = Submission.objects.defer("image", "strokes").filter(id=submission_id).first()
+        if submission is None:
+            logger.warning("submission %s vanished before prediction", submission_id)
+        return submission  # done already (a redelivery, or another task's batch took it)
 
     done_ids = _predict_pending_batch(own_id=submission_id)
     submission_notify_done(submission_ids=done_ids)
