@@ -22,14 +22,19 @@ def _key(submission_id) -> str:
     return f"submission:{submission_id}:done"
 
 
-def _redis():
-    """A client on the broker's Redis for this process (pool per pid: gunicorn and Celery fork)."""
+def _redis(read_timeout: float = 5.0):
+    """A client on the broker's Redis for this process (pool per pid: gunicorn and Celery fork).
+
+    The read timeout outlasts the longest BLPOP asked for, so a Redis that hangs (rather than
+    refusing) cannot hold a request for ever.
+    """
     from emnist_site.celery import app
 
     url = app.conf.broker_url or ""
     if app.conf.task_always_eager or not url.startswith(("redis://", "rediss://")):
         return None
-    key = (os.getpid(), url)
+    read_timeout = float(max(5, int(read_timeout) + 2))
+    key = (os.getpid(), url, read_timeout)
     client = _clients.get(key)
     if client is None:
         import redis
@@ -37,8 +42,9 @@ def _redis():
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
-                # No read timeout: BLPOP blocks for as long as it was asked to (redis-py 8 defaults to 5 s).
-                client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=None, socket_keepalive=True)
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=1, socket_timeout=read_timeout, socket_keepalive=True
+                )
                 _clients[key] = client
     return client
 
@@ -64,7 +70,7 @@ def submission_wait_done(*, submission_id, timeout: float) -> bool | None:
     Returns True when notified, False on timeout, None when there is nothing to wait on
     (eager mode, or Redis unreachable: the caller answers at once).
     """
-    client = _redis()
+    client = _redis(read_timeout=timeout)
     if client is None:
         return None
     try:
