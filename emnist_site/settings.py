@@ -244,6 +244,15 @@ SHIPPED_MODEL_REPORT_PATH = "ml/artifacts/emnist_cnn.report.json"
 # How long POST /api/v1/submissions waits for the worker before answering 202.
 SUBMISSION_WAIT_SECONDS = envfloat("SUBMISSION_WAIT_SECONDS", "3")
 PREDICTION_TOP_K = 5
+# A worker task predicts its own submission and up to this many - 1 other pending ones in one
+# model call (under load, one message's task clears the queue behind it).
+SUBMISSION_BATCH_SIZE = envint("SUBMISSION_BATCH_SIZE", "32")
+if SUBMISSION_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("SUBMISSION_BATCH_SIZE must be at least 1")
+# Rows still pending after this many seconds are queued again (broker down when they were
+# stored, a lost message); beat runs that sweep every SUBMISSION_REQUEUE_INTERVAL_SECONDS.
+SUBMISSION_REQUEUE_AFTER_SECONDS = envfloat("SUBMISSION_REQUEUE_AFTER_SECONDS", "30")
+SUBMISSION_REQUEUE_INTERVAL_SECONDS = envint("SUBMISSION_REQUEUE_INTERVAL_SECONDS", "30")
 # Fault injection for the kill-the-worker test: seconds the task sleeps before predicting.
 PREDICT_DELAY_SECONDS = envfloat("PREDICT_DELAY_SECONDS", "0")
 
@@ -285,6 +294,7 @@ CELERY_TASK_ROUTES = {
     "recognition.tasks.predict_submission": {"queue": "inference"},
     "recognition.tasks.predict_word": {"queue": "inference"},
     "recognition.tasks.retraining_run": {"queue": "training"},
+    "recognition.tasks.submission_requeue_stale": {"queue": "inference"},
 }
 # Acknowledge after the task ran, so a worker killed mid-task leaves the message to redeliver.
 CELERY_TASK_ACKS_LATE = True
@@ -300,6 +310,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With the broker down, a request gives up queueing after about a second (the row waits for
+# the re-queue sweep) instead of hanging on connection retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TIMEZONE = TIME_ZONE
 # The schedule lives in the database (admin: Periodic tasks), editable without a deploy.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -6,3 +6,6 @@ urlpatterns = [
     path("api/v1/", include("recognition.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# JSON for API clients (and 503 for a database outage) instead of Django's HTML 500 page.
+handler500 = "recognition.apis.server_error"

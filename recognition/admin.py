@@ -227,7 +227,7 @@ def _json_block(value) -> str:
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
-    list_display = ("name", "status", "top1", "top3", "held_back", "gates", "parent", "created_at", "activated_at")
+    list_display = ("name", "status", "top1", "top3", "held_back", "gates", "loads", "parent", "created_at", "activated_at")
     list_filter = ("status",)
     readonly_fields = (
         "created_at",
@@ -238,6 +238,8 @@ class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
         "per_class_table",
         "confusion_matrix_image",
         "training_summary_view",
+        "load_error",
+        "load_checked_at",
     )
     exclude = ("metrics", "training_summary", "gate_results")
     actions = ("activate",)
@@ -264,6 +266,13 @@ class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
         if not obj.gate_results:
             return "-"
         return "passed" if obj.gate_results.get("passed") else f"failed: {obj.gate_results.get('reason', '')}"
+
+    @admin.display(description="model file")
+    def loads(self, obj):
+        # Written by workers and promotions: a file that does not load is shown, not hidden.
+        if obj.load_error:
+            return format_html('<strong style="color:#ba2121">does not load: {}</strong>', obj.load_error[:300])
+        return "loads" if obj.load_checked_at else "-"
 
     @admin.display(description="quality gates")
     def gate_summary(self, obj):

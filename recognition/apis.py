@@ -4,6 +4,7 @@ import base64
 import binascii
 import io
 import re
+import sys
 import time
 import uuid
 import zipfile
@@ -11,7 +12,8 @@ import zipfile
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
+from django.http import JsonResponse
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -45,6 +47,9 @@ EXAMPLE_PNG_BASE64 = (
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
 
+DATABASE_UNAVAILABLE = {"detail": "The database is unavailable; try again in a few seconds.", "code": "database_unavailable"}
+
+
 def exception_handler(exc, context):
     """Every error is {"detail", "code"}: domain errors with their status, DRF's own with its
     code; a validation error also keeps the per-field messages under "errors"."""
@@ -54,6 +59,11 @@ def exception_handler(exc, context):
         return Response({"detail": f"Request body too large: {exc}", "code": "request_too_large"}, status=413)
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
         return Response({"detail": str(exc), "code": "too_many_fields"}, status=400)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # A restarting database is a temporary condition, not a bug: 503 with Retry-After.
+        # Django closes the broken connection at the end of the request, and the next request
+        # opens a new one (CONN_HEALTH_CHECKS), so the process recovers by itself.
+        return Response(DATABASE_UNAVAILABLE, status=503, headers={"Retry-After": "5"})
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -148,6 +158,8 @@ class SubmissionOutputSerializer(serializers.Serializer):
         return input28_data_url(obj)
 
     def get_correction(self, obj) -> dict | None:
+        if self.context.get("new"):
+            return None  # just created: no correction can exist yet (saves a query per POST)
         corrections = sorted(obj.corrections.all(), key=lambda c: c.created_at, reverse=True)
         return CorrectionOutputSerializer(corrections[0]).data if corrections else None
 
@@ -188,8 +200,8 @@ class WordOutputSerializer(serializers.Serializer):
         return "".join(text)
 
 
-def _submission_response(submission: Submission, *, status_code: int) -> Response:
-    return Response(SubmissionOutputSerializer(submission).data, status=status_code)
+def _submission_response(submission: Submission, *, status_code: int, new: bool = False) -> Response:
+    return Response(SubmissionOutputSerializer(submission, context={"new": new}).data, status=status_code)
 
 
 # One component for both POST submissions and POST words (two inline serializers of one
@@ -252,10 +264,10 @@ class SubmissionCreateApi(APIView):
         )
         submission = _wait_for_prediction(submission, settings.SUBMISSION_WAIT_SECONDS)
         if submission.status == Submission.Status.PENDING:
-            response = _submission_response(submission, status_code=status.HTTP_202_ACCEPTED)
+            response = _submission_response(submission, status_code=status.HTTP_202_ACCEPTED, new=True)
             response["Location"] = response.data["url"]
             return response
-        return _submission_response(submission, status_code=status.HTTP_201_CREATED)
+        return _submission_response(submission, status_code=status.HTTP_201_CREATED, new=True)
 
     def _drawing_from_request(self, request) -> tuple[bytes, str, list | None, str]:
         """(image, content_type, strokes, source) from a multipart upload or a JSON body."""
@@ -304,22 +316,34 @@ class SubmissionCreateApi(APIView):
         return image, content_type.lower(), data.get("strokes"), data.get("source", Submission.Source.API)
 
 
+PREDICTION_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_version", "latency_ms", "error", "predicted_at"]
+
+
 def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
-    """Poll the row briefly: most predictions take milliseconds once a worker is warm."""
-    deadline = time.monotonic() + seconds
-    submission.refresh_from_db()
-    while submission.status == Submission.Status.PENDING and time.monotonic() < deadline:
-        time.sleep(0.05)
-        submission.refresh_from_db()
+    """Wait for the worker's "done" notification (milliseconds once a worker is warm), then
+    read the row. Eager mode already ran the task on commit; with the broker unreachable there
+    is nothing to wait for, and the answer is 202 at once."""
+    from emnist_site.celery import app
+
+    if seconds > 0 and not app.conf.task_always_eager:
+        services.submission_wait_done(submission_id=submission.id, timeout=seconds)
+    # Only what the worker writes (not the image bytes just stored).
+    submission.refresh_from_db(fields=PREDICTION_FIELDS)
     return submission
 
 
 def _wait_for_word(word: Word, seconds: float) -> Word:
-    """Poll the characters briefly, as ``_wait_for_prediction`` does for one."""
+    """Wait for each character's "done" notification, as ``_wait_for_prediction`` does for one,
+    all within ``seconds``."""
+    from emnist_site.celery import app
+
+    if seconds <= 0 or app.conf.task_always_eager:
+        return word
     deadline = time.monotonic() + seconds
-    pending = word.characters.filter(status=Submission.Status.PENDING)
-    while pending.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for character_id in word.characters.values_list("id", flat=True):
+        left = deadline - time.monotonic()
+        if left <= 0 or services.submission_wait_done(submission_id=character_id, timeout=left) is None:
+            break
     return word
 
 
@@ -595,24 +619,54 @@ def _check_broker() -> dict:
     return {"ok": True, "detail": conn.as_uri()}
 
 
+_archive_checks: dict = {}
+
+
+def _archive_problem(path) -> str:
+    """"" if ``path`` is a complete Keras archive (config.json present, every CRC right).
+    Cached per (path, size, mtime): a health probe every few seconds must not re-read it."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _archive_checks:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    problem = "has no config.json"
+                else:
+                    bad = archive.testzip()
+                    problem = f"is corrupted ({bad} fails its CRC)" if bad else ""
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            problem = f"is not a readable archive ({exc})"
+        _archive_checks.clear()
+        _archive_checks[key] = problem
+    return _archive_checks[key]
+
+
 def _check_model() -> dict:
-    """The active version's file exists and is a Keras archive. Loading it here would import
-    TensorFlow into the web process, which only the eager default does anyway."""
+    """The active version's file exists, is a whole Keras archive, and the last load a worker
+    (or a promotion) tried succeeded. Loading it here would import TensorFlow into the web
+    process, which only the eager default does anyway. Versions refused because their file
+    does not load are listed, without making the site unhealthy."""
+    from recognition.models import ModelVersion
     from recognition.services.predictors import predictor_loaded_version_id
 
+    refused = [
+        {"id": v.id, "name": v.name, "error": v.load_error}
+        for v in ModelVersion.objects.exclude(load_error="").exclude(status=ModelVersion.Status.ACTIVE)[:10]
+    ]
+    extra = {"unloadable_versions": refused} if refused else {}
     version = selectors.model_version_get_active()
     if version is None:
-        return {"ok": False, "detail": "no active model version"}
+        return {"ok": False, "detail": "no active model version", **extra}
     path = services.model_version_path(version)
     if not path.is_file():
-        return {"ok": False, "detail": f"model file missing: {version.file_path}"}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if "config.json" not in archive.namelist():
-                return {"ok": False, "detail": f"{version.file_path} is not a Keras archive"}
-    except zipfile.BadZipFile:
-        return {"ok": False, "detail": f"{version.file_path} is not a Keras archive"}
-    return {"ok": True, "detail": version.name, "loaded_here": predictor_loaded_version_id() == version.id}
+        return {"ok": False, "detail": f"{version.name}: model file missing: {version.file_path}", **extra}
+    problem = _archive_problem(path)
+    if problem:
+        return {"ok": False, "detail": f"{version.name}: {version.file_path} {problem}", **extra}
+    if version.load_error:
+        return {"ok": False, "detail": f"{version.name} does not load: {version.load_error}", **extra}
+    return {"ok": True, "detail": version.name, "loaded_here": predictor_loaded_version_id() == version.id, **extra}
 
 
 class HealthApi(APIView):
@@ -630,3 +684,18 @@ class HealthApi(APIView):
 
 class SubmissionCollectionApi(SubmissionCreateApi, SubmissionListApi):
     """/api/v1/submissions: GET lists yours (paginated), POST creates one."""
+
+
+def server_error(request, *args, **kwargs):
+    """handler500: errors outside a DRF view (middleware saving the session, say) still get a
+    {"detail", "code"} body under /api/, and a database outage is 503 there as everywhere."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        response = JsonResponse(DATABASE_UNAVAILABLE, status=503)
+        response["Retry-After"] = "5"
+        return response
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    from django.views.defaults import server_error as html_server_error
+
+    return html_server_error(request)

@@ -25,6 +25,9 @@ class ModelVersion(models.Model):
     gate_results = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # Why the file did not load, the last time a worker or a promotion tried ("" = it loaded).
+    load_error = models.TextField(blank=True, default="")
+    load_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

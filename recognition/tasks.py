@@ -16,6 +16,7 @@ from recognition import services
     max_retries=5,
 )
 def predict_submission(submission_id: str) -> str | None:
+    """Predict this submission, and other pending ones in the same batch (see submission_predict)."""
     try:
         submission = services.submission_predict(submission_id=submission_id)
     except OperationalError:
@@ -59,3 +60,10 @@ def retraining_run(reason: str = "scheduled") -> str:
     except services.RetrainingBusy as exc:
         return f"busy: {exc}"
     return f"run {run.id}: {run.status}"
+
+
+@shared_task(name="recognition.tasks.submission_requeue_stale", acks_late=False, ignore_result=True)
+def submission_requeue_stale() -> int:
+    """Beat runs this every SUBMISSION_REQUEUE_INTERVAL_SECONDS: rows left pending (broker down
+    when they were stored, a lost message) are queued again."""
+    return services.submission_requeue_stale()

@@ -1,16 +1,14 @@
 """Words: a drawing of several characters, split into one Submission per character."""
 
 import logging
-import time
 
 import numpy as np
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
 from recognition.models import Submission, Word
-from recognition.services.submissions import drawing_check, ml_input_errors, prediction_store
+from recognition.services.submissions import QUEUE_DELAYED_NOTE, drawing_check, ml_input_errors, predict_pending_batch
 
 logger = logging.getLogger(__name__)
 
@@ -94,59 +92,43 @@ def _queue_prediction(word_id: str) -> None:
 
     try:
         predict_word_task.apply_async(args=[word_id], queue="inference")
-    except Exception as exc:  # noqa: BLE001 - any broker failure: say so on the rows, not a 500
-        logger.exception("could not queue prediction for word %s", word_id)
-        word_fail(word_id=word_id, reason=f"Could not queue the prediction: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the rows wait, not a 500
+        # As for single submissions: the characters stay pending with a note, and
+        # submission_requeue_stale queues them again once the broker is back.
+        logger.warning("could not queue prediction for word %s: %s", word_id, exc)
+        Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING).update(
+            error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000]
+        )
 
 
 def word_fail(*, word_id: str, reason: str) -> None:
     """Mark the word's still-pending characters failed (predicted ones keep their answer)."""
-    Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING).update(
+    from recognition.services.notifications import submission_notify_done
+
+    ids = list(Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING).values_list("id", flat=True))
+    Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).update(
         status=Submission.Status.FAILED, error=reason[:2000]
     )
+    submission_notify_done(submission_ids=[str(i) for i in ids])
 
 
 def word_predict(*, word_id: str) -> Word | None:
-    """Run the active model on the word's pending characters, in one batch.
+    """Run the active model on the word's pending characters, in one batch with any other
+    pending rows (``predict_pending_batch``: claimed with SKIP LOCKED, stored in one transaction).
 
     Idempotent like ``submission_predict``: a redelivered task finds the characters done.
     """
-    from ml.errors import MLInputError, ModelFileError
-
-    from recognition.selectors import model_version_get_active
-    from recognition.services.predictors import predictor_get
+    from recognition.services.notifications import submission_notify_done
 
     word = Word.objects.filter(id=word_id).first()
     if word is None:
         logger.warning("word %s vanished before prediction", word_id)
         return None
-    pending = list(
-        Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING)
-        .order_by("position")
-        .only("id", "input28")
-    )
-    if not pending:
+    pending = Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING)
+    own_ids = [str(i) for i in pending.values_list("id", flat=True)]
+    if not own_ids:
         return word
-    Submission.objects.filter(id__in=[c.id for c in pending]).update(attempts=F("attempts") + 1)
-    if settings.PREDICT_DELAY_SECONDS:
-        time.sleep(settings.PREDICT_DELAY_SECONDS)
-
-    model_version = model_version_get_active()
-    if model_version is None:
-        word_fail(word_id=word_id, reason="No active model version.")
-        return word
-    try:
-        predictor = predictor_get(model_version=model_version)
-        images = np.stack([np.frombuffer(bytes(c.input28), dtype=np.uint8).reshape(28, 28) for c in pending])
-        started = time.perf_counter()
-        tops = predictor.predict_batch(images, k=settings.PREDICTION_TOP_K)
-        # One batch for the word: each character's share of the time.
-        latency_ms = (time.perf_counter() - started) * 1000 / len(pending)
-    except (ModelFileError, MLInputError, ValueError) as exc:
-        word_fail(word_id=word_id, reason=f"{type(exc).__name__}: {exc}")
-        return word
-
-    with transaction.atomic():
-        for character, top in zip(pending, tops):
-            prediction_store(submission_id=character.id, top=top, model_version=model_version, latency_ms=latency_ms)
+    Submission.objects.filter(id__in=own_ids, status=Submission.Status.PENDING).update(attempts=F("attempts") + 1)
+    done_ids = predict_pending_batch(own_ids=own_ids)
+    submission_notify_done(submission_ids=done_ids)
     return word

@@ -142,3 +142,45 @@ def test_review_records_who_and_when_and_skips_already_reviewed(drawing, staff, 
     assert services.correction_review(correction_ids=[correction.id], reviewer=bob, status="rejected") == 0
     correction.refresh_from_db()
     assert (correction.status, correction.reviewer, correction.reviewed_at is not None) == ("approved", staff, True)
+
+
+def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(active_model, drawing, settings, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SUBMISSION_BATCH_SIZE = 1  # each task predicts only its own row here
+    # Stored while the broker was down: pending, never queued (the db fixture never commits).
+    old = [services.submission_create(image=drawing, content_type="image/png") for _ in range(2)]
+    recent = services.submission_create(image=drawing, content_type="image/png")
+    Submission.objects.filter(id__in=[s.id for s in old]).update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert services.submission_requeue_stale(older_than_seconds=60) == 2
+    statuses = dict(Submission.objects.values_list("id", "status"))
+    assert [statuses[s.id] for s in old] == ["predicted", "predicted"] and statuses[recent.id] == "pending"
+    assert services.submission_requeue_stale(older_than_seconds=60) == 0  # nothing left: nothing queued
+    assert Submission.objects.get(id=old[0].id).attempts == 1
+
+
+def test_a_broker_failure_while_queueing_leaves_the_row_pending_with_a_note(active_model, drawing, monkeypatch, django_capture_on_commit_callbacks):
+    from recognition import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("Error 111 connecting to redis")
+
+    monkeypatch.setattr(tasks.predict_submission, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        submission = services.submission_create(image=drawing, content_type="image/png")
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.PENDING and "delayed" in submission.error
+
+
+def test_a_batch_predicts_every_pending_row_once_in_one_task(active_model, drawing, settings):
+    settings.SUBMISSION_BATCH_SIZE = 8
+    rows = [services.submission_create(image=drawing, content_type="image/png") for _ in range(5)]  # not queued: db fixture
+    services.submission_predict(submission_id=str(rows[2].id))
+    predicted = Submission.objects.filter(status="predicted")
+    assert predicted.count() == 5 and {s.model_version_id for s in predicted} == {active_model.id}
+    assert sorted(predicted.values_list("attempts", flat=True)) == [1] * 5
+    for row in rows:  # the other rows' own tasks arrive later and find nothing to do
+        assert services.submission_predict(submission_id=str(row.id)).attempts == 1

@@ -143,3 +143,25 @@ def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_mode
     )
     assert row.status == "predicted" and row.predicted_label in CLASSES
     assert row.attempts == 2
+
+
+def test_a_worker_killed_mid_batch_leaves_every_claimed_submission_to_the_next_worker(anon, active_model, drawing, start_worker):
+    # Three submissions queued before any worker runs: the first task claims all three in one
+    # batch (rows locked in its transaction) and is killed there. The rollback frees them; the
+    # redelivered or still-queued messages predict each of them once.
+    restore = {"CELERY_VISIBILITY_TIMEOUT": "3", "CELERY_UNACKED_RESTORE_INTERVAL": "1"}
+    ids = [post_drawing(anon, drawing).json()["id"] for _ in range(3)]
+    first = start_worker(PREDICT_DELAY_SECONDS="60", **restore)
+    wait_for(lambda: "sleeping with 3 submissions claimed" in first.tail(), 120, first, "the batch to be claimed")
+    first.kill()
+    assert set(Submission.objects.filter(id__in=ids).values_list("status", flat=True)) == {"pending"}
+
+    second = start_worker(**restore)
+    rows = wait_for(
+        lambda: (r := list(Submission.objects.filter(id__in=ids))) and all(s.status != "pending" for s in r) and r,
+        180, second, "the batch to be predicted",
+    )
+    assert len(rows) == 3
+    for row in rows:
+        assert row.status == "predicted" and row.predicted_label in CLASSES and row.model_version == active_model
+        assert row.predicted_at is not None and len(row.top_k) == 5

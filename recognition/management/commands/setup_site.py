@@ -2,11 +2,15 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from recognition.services import model_version_register_shipped, retraining_schedule_ensure
+from recognition.services import (
+    model_version_register_shipped,
+    retraining_schedule_ensure,
+    submission_requeue_schedule_ensure,
+)
 
 
 class Command(BaseCommand):
-    help = "Migrate the database and register the shipped model as the first active version, create the retraining schedule (idempotent)."
+    help = "Migrate the database and register the shipped model as the first active version, create the schedules (idempotent)."
 
     def add_arguments(self, parser):
         parser.add_argument("--no-migrate", action="store_true", help="Skip `migrate`.")
@@ -20,4 +24,6 @@ class Command(BaseCommand):
         version = model_version_register_shipped()
         if retraining_schedule_ensure():
             self.stdout.write("Created the nightly retraining schedule (edit it in the admin: Periodic tasks).")
+        if submission_requeue_schedule_ensure():
+            self.stdout.write("Created the re-queue sweep for pending predictions (admin: Periodic tasks).")
         self.stdout.write(f"Model version: {version.name} ({version.status}) -> {version.file_path}")

@@ -1,0 +1,355 @@
+"""Faults with real services: the broker down, the database restarting, a broken model file.
+
+Each test breaks a private server it started itself (tests/site/private_services.py), never
+the shared PostgreSQL or Redis, and checks that nothing accepted is lost: every submission
+stored before or during the fault has its prediction afterwards.
+"""
+
+import http.cookiejar
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from ml.data import CLASSES
+from recognition import services
+from recognition.errors import InvalidState
+from recognition.models import ModelVersion, Submission
+from tests.site.conftest import canvas_png, compose_command, require_service, venv_env
+from tests.site.private_services import PrivatePostgres, PrivateRedis, free_port, postgres_bin_dir
+from tests.site.test_worker import Worker, database_url_for_subprocess, post_drawing, wait_for
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def private_redis():
+    require_service("redis-server", shutil.which("redis-server") is not None, "install redis-server")
+    server = PrivateRedis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_postgres():
+    require_service("PostgreSQL server binaries", postgres_bin_dir() is not None, "install postgresql")
+    server = PrivatePostgres()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+class Browser:
+    """An anonymous visitor over real HTTP, keeping its session cookie."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, str, dict | str]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                status, content_type, raw = response.status, response.headers.get("Content-Type", ""), response.read()
+        except urllib.error.HTTPError as exc:
+            status, content_type, raw = exc.code, exc.headers.get("Content-Type", ""), exc.read()
+        try:
+            return status, content_type, json.loads(raw)
+        except ValueError:
+            return status, content_type, raw.decode(errors="replace")
+
+    def post_drawing(self):
+        import base64
+
+        return self.call("POST", "/api/v1/submissions", {"image_base64": base64.b64encode(canvas_png()).decode(), "source": "canvas"})
+
+
+# --------------------------------------------------------------------------- broker down
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_redis_returns(
+    anon, active_model, drawing, private_redis, tmp_path
+):
+    from tests.site.conftest import celery_broker
+
+    processes, worker = [], None
+    try:
+        with celery_broker(private_redis.url):
+            # The sweep re-queues rows pending for over a second; beat runs it every second.
+            worker = Worker(private_redis.url, tmp_path / "worker.log", SUBMISSION_REQUEUE_AFTER_SECONDS="1")
+            before = post_drawing(anon, drawing).json()["id"]
+            wait_for(lambda: Submission.objects.get(id=before).status == "predicted", 120, worker, "the first prediction")
+
+            private_redis.stop()
+            started = time.monotonic()
+            response = post_drawing(anon, drawing)
+            assert time.monotonic() - started < 10, "the request hung on the dead broker"
+            assert response.status_code == 202 and response["Location"] == response.json()["url"]
+            during = response.json()["id"]
+            row = Submission.objects.get(id=during)
+            assert row.status == "pending" and "delayed" in row.error  # stored, not failed
+            health = anon.get("/api/v1/health")
+            assert health.status_code == 503 and health.json()["checks"]["broker"]["ok"] is False
+
+            private_redis.start()  # empty: whatever was queued in it is gone
+            with override_settings(SUBMISSION_REQUEUE_INTERVAL_SECONDS=1):
+                assert services.submission_requeue_schedule_ensure()
+            beat_log = open(tmp_path / "beat.log", "wb")
+            beat = subprocess.Popen(
+                [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")],
+                cwd=settings.BASE_DIR,
+                env=venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=private_redis.url),
+                stdout=beat_log,
+                stderr=subprocess.STDOUT,
+            )
+            processes.append(beat)
+            row = wait_for(
+                lambda: (s := Submission.objects.get(id=during)).status != "pending" and s, 120, worker, "the re-queued prediction"
+            )
+            assert row.status == "predicted" and row.predicted_label in CLASSES and row.error == ""
+            assert row.attempts == 1  # predicted exactly once, however often the sweep queued it
+            assert Submission.objects.get(id=before).status == "predicted"
+            assert anon.get(f"/api/v1/submissions/{during}").json()["status"] == "predicted"
+    finally:
+        if worker is not None:
+            worker.kill()
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# --------------------------------------------------------------------------- database restart
+
+
+def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(private_postgres, private_redis, tmp_path):
+    private_postgres.create_database("emnist")
+    db_url = private_postgres.url("emnist")
+    port = free_port()
+    env = venv_env(
+        DEBUG="0",
+        SECRET_KEY="test-secret",
+        SECURE_COOKIES="0",
+        DATABASE_URL=db_url,
+        CELERY_BROKER_URL=private_redis.url,
+        DATA_DIR=str(tmp_path / "data"),
+        STATIC_ROOT=str(tmp_path / "static"),
+        SUBMISSION_WAIT_SECONDS="1",
+        THROTTLE_WRITE_CLIENT="off",
+        THROTTLE_WRITE_IP="off",
+    )
+    shell, flag, script = compose_command("web")
+    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}")
+    logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("web", "worker")}
+    processes = {}
+
+    def tail(name):
+        return (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    try:
+        processes["web"] = subprocess.Popen(
+            [shell, flag, script], cwd=settings.BASE_DIR, env=env, stdout=logs["web"], stderr=subprocess.STDOUT, start_new_session=True
+        )
+        visitor = Browser(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if visitor.call("GET", "/api/v1/health")[0] in (200, 503):
+                    break
+            except OSError:
+                pass
+            if processes["web"].poll() is not None or time.monotonic() > deadline:
+                pytest.fail(tail("web"))
+            time.sleep(0.3)
+        web_pid = processes["web"].pid
+
+        # Accepted before the fault, while no worker runs yet.
+        accepted = []
+        for _ in range(2):
+            status, _, body = visitor.post_drawing()
+            assert status == 202, body
+            accepted.append(body["id"])
+
+        private_postgres.stop()
+        for method, path, body in (
+            ("POST", "/api/v1/submissions", {"image_base64": "x"}),  # refused before validation: the session needs the DB
+            ("GET", f"/api/v1/submissions/{accepted[0]}", None),
+            ("GET", "/api/v1/submissions", None),
+            ("GET", "/api/v1/health", None),
+        ):
+            status, content_type, answer = visitor.call(method, path, body)
+            assert status == 503, (method, path, status, answer)
+            assert content_type.startswith("application/json"), (path, answer)
+        status, _, answer = visitor.post_drawing()
+        assert status == 503 and answer["code"] == "database_unavailable" and answer["detail"], answer
+
+        # A worker started during the outage: its tasks hit the dead database and retry.
+        processes["worker"] = subprocess.Popen(
+            [*compose_command("worker"), "--concurrency=1"],
+            cwd=settings.BASE_DIR, env=env, stdout=logs["worker"], stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while "retry: Retry in" not in tail("worker"):
+            if processes["worker"].poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the worker did not retry:\n" + tail("worker"))
+            time.sleep(0.3)
+
+        private_postgres.start()
+        status, _, body = visitor.post_drawing()  # the same gunicorn process, no restart
+        assert status in (201, 202), body
+        accepted.append(body["id"])
+        assert processes["web"].poll() is None and processes["web"].pid == web_pid
+
+        deadline = time.monotonic() + 180
+        while True:
+            states = [visitor.call("GET", f"/api/v1/submissions/{i}")[2] for i in accepted]
+            if all(isinstance(s, dict) and s.get("status") == "predicted" for s in states):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"not all predicted: {states}\n{tail('worker')}")
+            time.sleep(0.5)
+        assert all(s["predicted_label"] in CLASSES for s in states)
+
+        import psycopg2
+
+        conn = psycopg2.connect(db_url.replace("postgres://", "postgresql://"))
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT id::text, status, attempts FROM recognition_submission")
+            rows = cur.fetchall()
+        finally:
+            conn.close()
+        # Exactly the accepted ones (the refused POSTs left nothing), each predicted.
+        assert sorted(r[0] for r in rows) == sorted(accepted)
+        assert {r[1] for r in rows} == {"predicted"}
+    finally:
+        import os
+        import signal
+
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for log in logs.values():
+            log.close()
+
+
+# --------------------------------------------------------------------------- broken model files
+
+
+def broken_copy(source, target, how: str):
+    data = source.read_bytes()
+    if how == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        target.write_bytes(b"not a keras archive\x00" * 100)
+    return target
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_version_stays(
+    how, active_model, tiny_model_path, tmp_path, anon, admin_client_for
+):
+    broken = ModelVersion.objects.create(name="broken", file_path=str(broken_copy(tiny_model_path, tmp_path / "b.keras", how)))
+    with pytest.raises(InvalidState, match="does not load"):
+        services.model_version_activate(model_version=broken)
+    broken.refresh_from_db()
+    active_model.refresh_from_db()
+    assert active_model.status == "active" and broken.status == "candidate"
+    assert broken.load_error and broken.load_checked_at
+
+    health = anon.get("/api/v1/health").json()
+    assert health["ok"] is True  # the active version still serves
+    assert [v["name"] for v in health["checks"]["model"]["unloadable_versions"]] == ["broken"]
+
+    page = admin_client_for.get("/admin/recognition/modelversion/").content.decode()
+    assert "does not load" in page
+    response = admin_client_for.post(
+        "/admin/recognition/modelversion/", {"action": "activate", "_selected_action": [broken.pk]}, follow=True
+    )
+    assert "does not load" in response.content.decode()
+    assert ModelVersion.objects.get(status="active") == active_model
+
+
+def test_promotion_checks_the_file_in_a_child_process_where_tensorflow_is_not_loaded(tiny_model_path, tmp_path, monkeypatch):
+    # The web process (admin) has no TensorFlow: the file is loaded by load_predictor in a
+    # child process (one TensorFlow start-up, so only the refusal is checked this way).
+    import sys
+
+    from recognition.services.model_versions import model_file_check
+
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    problem = model_file_check(broken_copy(tiny_model_path, tmp_path / "b.keras", "truncated"))
+    assert "could not load model" in problem and "b.keras" in problem
+    assert "tensorflow" not in sys.modules
+
+
+def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers_when_fixed(
+    db, tiny_model_path, tmp_path, anon, drawing, django_capture_on_commit_callbacks
+):
+    path = broken_copy(tiny_model_path, tmp_path / "active.keras", "truncated")
+    version = ModelVersion.objects.create(name="v-broken", file_path=str(path), status="active")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_drawing(anon, drawing)
+    body = anon.get(response.json()["url"]).json()
+    assert body["status"] == "failed" and "cannot be loaded" in body["error"]
+    health = anon.get("/api/v1/health")
+    assert health.status_code == 503 and "v-broken" in json.dumps(health.json()["checks"]["model"])
+
+    shutil.copy(tiny_model_path, path)  # fixed in place: the next task loads it, no restart
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_drawing(anon, drawing)
+    assert anon.get(response.json()["url"]).json()["status"] == "predicted"
+    version.refresh_from_db()
+    assert version.load_error == ""
+    assert anon.get("/api/v1/health").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_running(
+    anon, tiny_model_path, tmp_path, drawing, private_redis
+):
+    from tests.site.conftest import celery_broker
+
+    path = broken_copy(tiny_model_path, tmp_path / "active.keras", "garbage")
+    ModelVersion.objects.create(name="v-garbage", file_path=str(path), status="active")
+    with celery_broker(private_redis.url):
+        worker = Worker(private_redis.url, tmp_path / "worker.log")
+        try:
+            first = post_drawing(anon, drawing).json()["id"]
+            row = wait_for(lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure")
+            assert row.status == "failed" and "v-garbage cannot be loaded" in row.error
+            assert worker.process.poll() is None
+            health = anon.get("/api/v1/health")
+            assert health.status_code == 503 and not health.json()["checks"]["model"]["ok"]
+
+            shutil.copy(tiny_model_path, path)
+            second = post_drawing(anon, drawing).json()["id"]
+            row = wait_for(lambda: (s := Submission.objects.get(id=second)).status != "pending" and s, 120, worker, "the fix")
+            assert row.status == "predicted"
+            assert anon.get("/api/v1/health").status_code == 200
+        finally:
+            worker.kill()
