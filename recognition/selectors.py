@@ -3,7 +3,12 @@
 from django.db.models import QuerySet
 
 from recognition.errors import NotFound
-from recognition.models import ModelVersion, Submission
+from recognition.models import ModelVersion, SiteConfiguration, Submission
+
+
+def site_configuration_get() -> SiteConfiguration:
+    """The admin-edited settings; every default when nobody has saved them yet."""
+    return SiteConfiguration.objects.filter(pk=SiteConfiguration.SINGLETON_PK).first() or SiteConfiguration()
 
 
 def model_version_get_active() -> ModelVersion | None:
