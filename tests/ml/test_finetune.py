@@ -73,8 +73,10 @@ def test_replay_from_emnist_data_uses_exact_byclass_rows_only():
     allowed = np.zeros((4, NUM_CLASSES), bool)
     allowed[0, 1] = allowed[1, 2] = allowed[2, [10, 36]] = allowed[3, 3] = True
     data = EmnistData(images, allowed, images[:1], np.zeros(1, np.int64), train_split=np.array(["byclass", "byclass", "letters", "mnist"]))
-    _, replay_allowed = replay_arrays(data)
+    _, replay_allowed, _ = replay_arrays(data)
     assert replay_allowed.argmax(1).tolist() == [1, 2]
+    _, all_allowed, exact = replay_arrays(data, "all")
+    assert len(all_allowed) == 4 and exact.tolist() == [True, True, False, False]
 
 
 def test_finetune_refuses_bad_corrections(tiny_model):
