@@ -54,6 +54,36 @@ def style_set(images: np.ndarray, rotate: float, wide: float) -> np.ndarray:
     return np.stack([styled(img, rotate, wide) for img in images])
 
 
+def writer(model, data, args) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, int]]]:
+    """The simulated writer: (fresh style images, their labels, [(corrected image, true label)]).
+
+    Fresh images: ``args.fresh`` validation images in the style. Corrections: ByClass training
+    characters drawn in the style, the first ``args.corrections`` the model misreads.
+    """
+    from ml.train import predict_probs
+
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    fresh_rows = rng.permutation(len(data.val_images))[: args.fresh]
+    fresh_images, fresh_labels = style_set(data.val_images[fresh_rows], args.rotate, args.wide), data.val_labels[fresh_rows]
+    print(f"{len(fresh_rows)} fresh style images made in {time.perf_counter() - t0:.0f}s", flush=True)
+    exact = np.flatnonzero(data.train_exact)
+    candidates = rng.permutation(exact)
+    corrections, drawn = [], 0
+    for start in range(0, len(candidates), 2000):
+        rows = candidates[start : start + 2000]
+        drawings = style_set(data.train_images[rows], args.rotate, args.wide)
+        truth = data.train_allowed[rows].argmax(1)
+        wrong = predict_probs(model, drawings).argmax(1) != truth
+        drawn += len(rows)
+        corrections += list(zip(drawings[wrong], truth[wrong]))
+        if len(corrections) >= args.corrections:
+            break
+    corrections = corrections[: args.corrections]
+    print(f"the writer drew {drawn} characters, {len(corrections)} corrected", flush=True)
+    return fresh_images, fresh_labels, corrections
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ml/artifacts/emnist_cnn.keras")
@@ -95,29 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     services.model_version_activate(model_version=active)
     model = load_model(model_path)
     data = replay_data_get()
-    rng = np.random.default_rng(args.seed)
 
-    t0 = time.perf_counter()
-    fresh_rows = rng.permutation(len(data.val_images))[: args.fresh]
-    fresh_images, fresh_labels = style_set(data.val_images[fresh_rows], args.rotate, args.wide), data.val_labels[fresh_rows]
-    print(f"{len(fresh_rows)} fresh style images made in {time.perf_counter() - t0:.0f}s", flush=True)
+    fresh_images, fresh_labels, corrections = writer(model, data, args)
     style_before = float((predict_probs(model, fresh_images).argmax(1) == fresh_labels).mean())
-
-    # The writer draws ByClass training characters in their style and corrects what is misread.
-    exact = np.flatnonzero(data.train_exact)
-    candidates = rng.permutation(exact)
-    corrections, drawn = [], 0
-    for start in range(0, len(candidates), 2000):
-        rows = candidates[start : start + 2000]
-        styled = style_set(data.train_images[rows], args.rotate, args.wide)
-        truth = data.train_allowed[rows].argmax(1)
-        wrong = predict_probs(model, styled).argmax(1) != truth
-        drawn += len(rows)
-        corrections += list(zip(styled[wrong], truth[wrong]))
-        if len(corrections) >= args.corrections:
-            break
-    corrections = corrections[: args.corrections]
-    print(f"the writer drew {drawn} characters, {len(corrections)} corrected", flush=True)
     for image, label in corrections:
         submission = Submission.objects.create(
             image=b"", content_type="image/png", input28=image.tobytes(), status=Submission.Status.PREDICTED
@@ -141,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "corrections": len(corrections),
         "trained_on": len(version.training_summary["correction_ids"]),
         "held_back": len(version.training_summary["held_back_ids"]),
-        "fresh_style_images": int(len(fresh_rows)),
+        "fresh_style_images": int(len(fresh_images)),
         "style_top1": {"before": style_before, "after": style_after, "gain_points": (style_after - style_before) * 100},
         "validation_top1": {
             "before": gates["validation"]["active"],

@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.data import EXACT_SPLIT, IMAGE_SIZE, NUM_CLASSES, EmnistData  # noqa: E402
-from ml.model import RandomDistortion, allowed_set_accuracy, allowed_set_loss  # noqa: E402
+from ml.model import RandomDistortion, allowed_set_loss  # noqa: E402
 from ml.train import correct_prior, predict_probs  # noqa: E402
 
 
@@ -50,7 +50,20 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     augment_strength: float = 0.5  # RandomDistortion.scaled strength for corrections; 0 = none
     freeze_batchnorm: bool = True
+    freeze_convs: int = 0  # the first N convolutions keep the parent's weights
+    # Replay: "byclass" (exact-label ByClass rows) or "all" (every training row of the shipped
+    # model's mix, merged labels as allowed sets). Only matters when given an EmnistData.
+    replay: str = "byclass"
+    # Weight of distillation on replay rows: their target becomes the parent's own softmax
+    # (1.0) instead of their label (0.0), so the candidate keeps the parent's answers there.
+    distill: float = 0.0
+    # After every step, move each weight this fraction of the way back to the parent's
+    # (decoupled L2 pull towards the parent, "L2-SP"); 0 = off.
+    pull_to_parent: float = 0.0
     prior_recalibration: bool = True
+    # "labels": match the calibration rows' label frequencies; "parent": match the parent's
+    # mean prediction on them (keeps the parent's operating point).
+    recalibration_target: str = "labels"
     calibration_rows: int = 5000
     seed: int = 1
 
@@ -77,22 +90,32 @@ def _copy_model(model: keras.Model) -> keras.Model:
     return copy
 
 
-def replay_arrays(replay: EmnistData | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, 28, 28), allowed bool (N, 62)) to replay.
+def replay_arrays(
+    replay: EmnistData | tuple[np.ndarray, np.ndarray], which: str = "byclass"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images uint8 (N, 28, 28), allowed bool (N, 62), exact bool (N,)) to replay.
 
-    From an ``EmnistData``, only the exact-label ByClass rows: they follow the ByClass prior the
-    shipped model was calibrated to. A tuple is taken as given; labels may be int (N,) or masks.
+    From an ``EmnistData``: with ``which="byclass"`` only the exact-label ByClass rows (they
+    follow the ByClass prior); with ``which="all"`` every training row, merged labels as allowed
+    sets (the mix the shipped model was trained on). ``exact`` marks the exact-label ByClass
+    rows, the only ones fit to measure the class prior on. A tuple is taken as given (every row
+    exact); labels may be int (N,) or masks.
     """
+    if which not in ("byclass", "all"):
+        raise ValueError(f"replay must be 'byclass' or 'all', not {which!r}")
     if isinstance(replay, EmnistData):
-        keep = replay.train_exact
+        exact = replay.train_exact
         if replay.train_split is not None and (replay.train_split == EXACT_SPLIT).any():
-            keep = keep & (replay.train_split == EXACT_SPLIT)
-        return replay.train_images[keep], replay.train_allowed[keep]
+            exact = exact & (replay.train_split == EXACT_SPLIT)
+        if which == "all":
+            return replay.train_images, replay.train_allowed, exact
+        return replay.train_images[exact], replay.train_allowed[exact], np.ones(int(exact.sum()), dtype=bool)
     images, labels = replay
     labels = np.asarray(labels)
     if labels.ndim == 1:
         labels = np.eye(NUM_CLASSES, dtype=bool)[labels.astype(np.int64)]
-    return np.asarray(images), labels.astype(bool)
+    labels = labels.astype(bool)
+    return np.asarray(images), labels, labels.sum(axis=1) == 1
 
 
 def _check_corrections(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,23 +141,49 @@ def _augment(images: np.ndarray, strength: float, seed: int) -> np.ndarray:
     return np.clip(out, 0, 255)
 
 
-def recalibrate_prior(model: keras.Model, images: np.ndarray, allowed: np.ndarray) -> dict:
-    """Shift the output bias so the mean predicted class distribution on ``images`` matches their labels.
+def _mixed_loss(y, logits):
+    """Per row: ``w`` x cross-entropy to a soft target + (1 - ``w``) x allowed-set loss.
+
+    ``y`` is float (B, 125): the allowed mask (62), the soft target (62), then ``w``.
+    """
+    mask, soft, weight = y[:, :NUM_CLASSES], y[:, NUM_CLASSES : 2 * NUM_CLASSES], y[:, 2 * NUM_CLASSES]
+    hard = allowed_set_loss(mask, logits)
+    soft_ce = keras.ops.logsumexp(logits, axis=-1) - keras.ops.sum(soft * logits, axis=-1)
+    return weight * soft_ce + (1.0 - weight) * hard
+
+
+class _PullToParent(keras.callbacks.Callback):
+    """After every step, w <- w - rate * (w - w_parent) for every trainable weight."""
+
+    def __init__(self, model: keras.Model, parent_weights: dict, rate: float):
+        super().__init__()
+        self.pairs = [(v, parent_weights[v.path]) for v in model.trainable_weights if v.path in parent_weights]
+        self.rate = rate
+
+    def on_train_batch_end(self, batch, logs=None):
+        for variable, target in self.pairs:
+            variable.assign(variable - self.rate * (variable - target))
+
+
+def recalibrate_prior(model: keras.Model, images: np.ndarray, allowed: np.ndarray, target: np.ndarray | None = None) -> dict:
+    """Shift the output bias so the mean predicted class distribution on ``images`` matches a target.
 
     Args:
         images: uint8 (N, 28, 28) rows the fine-tuning did not train on.
         allowed: bool (N, 62) exact labels (one class per row).
+        target: float (62,) distribution to match; default: the rows' label frequencies.
 
     Returns:
         {"max_abs_shift": float}: the largest bias change, in logits.
     """
     probs = predict_probs(model, images)
-    target = allowed.astype(np.float64).sum(axis=0)
-    target /= target.sum()
+    if target is None:
+        target = allowed.astype(np.float64).sum(axis=0)
+    target = np.asarray(target, dtype=np.float64) / np.sum(target)
     predicted = probs.mean(axis=0)
     before = model.get_layer("logits").get_weights()[1].copy()
     # Classes absent from the sample keep their bias (no evidence either way).
-    present = target > 0
+    present = allowed.any(axis=0) & (target > 0)
     correct_prior(model, np.where(present, predicted, 1.0), np.where(present, target, 1.0))
     after = model.get_layer("logits").get_weights()[1]
     return {"max_abs_shift": float(np.abs(after - before).max())}
@@ -154,7 +203,7 @@ def finetune(
         model: a loaded Keras model (left unchanged) or the path of a ``.keras`` file.
         correction_images: uint8 (K, 28, 28), EMNIST orientation.
         correction_labels: int (K,) ByClass class indices.
-        replay: ``EmnistData`` (its ByClass training rows are replayed) or
+        replay: ``EmnistData`` (its training rows are replayed, see ``FinetuneConfig.replay``) or
             (images uint8 (N, 28, 28), labels int (N,) or allowed bool (N, 62)).
         config: hyper-parameters; the defaults are the site's.
 
@@ -164,10 +213,13 @@ def finetune(
     config = config or FinetuneConfig()
     started = time.perf_counter()
     images, labels = _check_corrections(correction_images, correction_labels)
-    replay_images, replay_allowed = replay_arrays(replay)
+    replay_images, replay_allowed, replay_exact = replay_arrays(replay, config.replay)
     if not len(replay_images):
         raise ValueError("no replay rows: fine-tuning on corrections alone would forget the rest")
-    model = load_model(model) if isinstance(model, (str, Path)) else _copy_model(model)
+    if config.recalibration_target not in ("labels", "parent"):
+        raise ValueError(f"recalibration_target must be 'labels' or 'parent', not {config.recalibration_target!r}")
+    parent = load_model(model) if isinstance(model, (str, Path)) else model
+    model = _copy_model(parent)
 
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -176,37 +228,52 @@ def finetune(
     steps = math.ceil(len(images) * config.correction_repeats / per_batch)
     steps = int(min(max(steps, config.min_steps), config.max_steps))
 
-    # Calibration rows are set aside before sampling replay, so they are never trained on.
+    # Calibration rows (exact-label ones) are set aside before sampling replay, so they are
+    # never trained on.
     order = rng.permutation(len(replay_images))
-    n_cal = min(config.calibration_rows, len(order) // 5) if config.prior_recalibration else 0
-    calibration, pool = order[:n_cal], order[n_cal:]
+    exact_order = order[replay_exact[order]]
+    n_cal = min(config.calibration_rows, len(exact_order) // 5) if config.prior_recalibration else 0
+    calibration = exact_order[:n_cal]
+    pool = np.setdiff1d(order, calibration, assume_unique=True) if n_cal else order
 
     corr_rows = rng.integers(0, len(images), size=(steps, per_batch))
     replay_rows = pool[rng.integers(0, len(pool), size=(steps, replay_per_batch))]
     corr_x = _augment(images[corr_rows.ravel()], config.augment_strength, config.seed).reshape(
         steps, per_batch, IMAGE_SIZE, IMAGE_SIZE, 1
     )
-    corr_y = np.eye(NUM_CLASSES, dtype=np.float32)[labels[corr_rows]]
+    eye = np.eye(NUM_CLASSES, dtype=np.float32)
+    corr_y = np.concatenate([eye[labels[corr_rows]], eye[labels[corr_rows]], np.zeros((steps, per_batch, 1), np.float32)], axis=2)
     replay_x = replay_images[replay_rows].astype(np.float32)[..., None]
-    replay_y = replay_allowed[replay_rows].astype(np.float32)
+    replay_mask = replay_allowed[replay_rows].astype(np.float32)
+    if config.distill > 0:
+        soft = predict_probs(parent, replay_images[replay_rows.ravel()]).astype(np.float32).reshape(replay_mask.shape)
+    else:
+        soft = replay_mask / replay_mask.sum(axis=2, keepdims=True)
+    replay_y = np.concatenate([replay_mask, soft, np.full((steps, replay_per_batch, 1), config.distill, np.float32)], axis=2)
     # Each block of batch_size rows is one batch with exactly the chosen share of corrections.
     x = np.concatenate([corr_x, replay_x], axis=1).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
-    y = np.concatenate([corr_y, replay_y], axis=1).reshape(-1, NUM_CLASSES)
+    y = np.concatenate([corr_y, replay_y], axis=1).reshape(-1, 2 * NUM_CLASSES + 1)
 
-    if config.freeze_batchnorm:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False  # Keras 3: a frozen BN layer also runs in inference mode
+    frozen = 0
+    for layer in model.layers:
+        if config.freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # Keras 3: a frozen BN layer also runs in inference mode
+        if isinstance(layer, keras.layers.Conv2D) and frozen < config.freeze_convs:
+            layer.trainable = False
+            frozen += 1
+    callbacks = []
+    if config.pull_to_parent > 0:
+        parent_weights = {v.path: keras.ops.convert_to_tensor(w) for v, w in zip(model.weights, parent.get_weights())}
+        callbacks.append(_PullToParent(model, parent_weights, config.pull_to_parent))
     model.compile(
         optimizer=keras.optimizers.AdamW(
             learning_rate=keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.1),
             weight_decay=config.weight_decay,
         ),
-        loss=allowed_set_loss,
-        metrics=[allowed_set_accuracy],
+        loss=_mixed_loss,
         jit_compile=False,
     )
-    history = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+    history = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
     train_seconds = time.perf_counter() - started
     loss = float(history.history["loss"][-1])
     print(
@@ -216,7 +283,8 @@ def finetune(
         flush=True,
     )
     for layer in model.layers:
-        layer.trainable = True  # the saved candidate is a plain model again
+        layer.trainable = True
+    model = _copy_model(model)  # a plain model again: no optimizer state, nothing frozen
 
     summary = {
         "config": asdict(config),
@@ -228,8 +296,10 @@ def finetune(
         "train_seconds": round(train_seconds, 2),
     }
     if n_cal:
-        shift = recalibrate_prior(model, replay_images[calibration], replay_allowed[calibration])
-        summary["prior_recalibration"] = {"rows": int(n_cal), **shift}
+        cal_images, cal_allowed = replay_images[calibration], replay_allowed[calibration]
+        target = predict_probs(parent, cal_images).mean(axis=0) if config.recalibration_target == "parent" else None
+        shift = recalibrate_prior(model, cal_images, cal_allowed, target)
+        summary["prior_recalibration"] = {"rows": int(n_cal), "target": config.recalibration_target, **shift}
         print(f"prior recalibrated on {n_cal} replay rows, max bias shift {shift['max_abs_shift']:.3f}", file=log_stream, flush=True)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return FinetuneResult(model=model, summary=summary)

@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from recognition import exports, services
 from recognition.apis import input28_data_url
 from recognition.errors import RecognitionError
-from recognition.models import Correction, ModelVersion, Submission, TrainingRun, Word
+from recognition.models import Correction, ModelVersion, SiteConfiguration, Submission, TrainingRun, Word
 
 
 def _thumbnail(submission: Submission, size: int = 56):
@@ -143,11 +143,11 @@ class WordAdmin(admin.ModelAdmin):
 
 @admin.register(Correction)
 class CorrectionAdmin(admin.ModelAdmin):
-    list_display = ("thumbnail", "submission_prediction", "label", "status", "reviewer", "reviewed_at", "created_at")
-    list_filter = ("status", "label", "submission__model_version", "created_at")
+    list_display = ("thumbnail", "submission_prediction", "label", "status", "reviewer", "auto_rule", "reviewed_at", "created_at")
+    list_filter = ("status", "auto_rule", "label", "submission__model_version", "created_at")
     search_fields = ("label", "submission__id", "submission__predicted_label")
     date_hierarchy = "created_at"
-    readonly_fields = ("reviewer", "reviewed_at", "created_at")
+    readonly_fields = ("reviewer", "auto_rule", "reviewed_at", "created_at")
     raw_id_fields = ("submission",)
     list_select_related = ("submission", "reviewer")
     actions = ("approve", "reject", "export_npz", "export_zip")
@@ -170,11 +170,11 @@ class CorrectionAdmin(admin.ModelAdmin):
         skipped = queryset.count() - changed
         self.message_user(request, f"{changed} correction(s) {status}; {skipped} already reviewed, left alone.", messages.SUCCESS)
 
-    @admin.action(description="Approve selected corrections")
+    @admin.action(description="Approve selected corrections", permissions=["change"])
     def approve(self, request, queryset):
         self._review(request, queryset, Correction.Status.APPROVED)
 
-    @admin.action(description="Reject selected corrections")
+    @admin.action(description="Reject selected corrections", permissions=["change"])
     def reject(self, request, queryset):
         self._review(request, queryset, Correction.Status.REJECTED)
 
@@ -193,6 +193,24 @@ class CorrectionAdmin(admin.ModelAdmin):
     def export_zip(self, request, queryset):
         rows = exports.correction_list_approved(ids=list(queryset.values_list("id", flat=True)))
         return self._export(queryset, exports.corrections_export_zip(rows), "zip", "application/zip")
+
+
+@admin.register(SiteConfiguration)
+class SiteConfigurationAdmin(admin.ModelAdmin):
+    """One row: the list page goes straight to it (created with the defaults on first visit)."""
+
+    fields = ("auto_approve_second_choice", "updated_at")
+    readonly_fields = ("updated_at",)
+
+    def changelist_view(self, request, extra_context=None):
+        config, _ = SiteConfiguration.objects.get_or_create(pk=SiteConfiguration.SINGLETON_PK)
+        return HttpResponseRedirect(reverse("admin:recognition_siteconfiguration_change", args=[config.pk]))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def retraining_start(request) -> None:
@@ -316,7 +334,7 @@ class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
     def training_summary_view(self, obj):
         return _json_block(obj.training_summary) if obj.training_summary else "-"
 
-    @admin.action(description="Activate (promote / roll back to) the selected version")
+    @admin.action(description="Activate (promote / roll back to) the selected version", permissions=["change"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)

@@ -130,6 +130,7 @@ class CorrectionOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     label = serializers.CharField()
     status = serializers.CharField()
+    auto_rule = serializers.CharField(help_text='The rule that approved it without review ("second_choice"), or "".')
     created_at = serializers.DateTimeField()
 
 

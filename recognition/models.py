@@ -177,6 +177,8 @@ class Correction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_corrections"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    # Set when no person reviewed it: the SiteConfiguration rule that approved it (reviewer empty).
+    auto_rule = models.CharField(max_length=32, blank=True, default="")
     # The promoted version that was fine-tuned on this correction; a retraining run trains on
     # approved corrections that have none (held-back ones never get one).
     learned_by = models.ForeignKey(
@@ -230,3 +232,33 @@ class TrainingRun(models.Model):
 
     def __str__(self):
         return f"run {self.id} {self.reason} {self.status}"
+
+
+class SiteConfiguration(models.Model):
+    """Settings the admin edits at run time (one row, pk 1; no row means every default)."""
+
+    class AutoRule(models.TextChoices):
+        SECOND_CHOICE = "second_choice", "the model's second choice was the claimed label"
+
+    SINGLETON_PK = 1
+
+    auto_approve_second_choice = models.BooleanField(
+        default=False,
+        help_text=(
+            "Approve a correction without review when the label it claims was the model's second "
+            "choice for that image. Recorded on the correction as rule 'second_choice', reviewer empty."
+        ),
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "site configuration"
+        verbose_name_plural = "site configuration"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="site_configuration_singleton")]
+
+    def __str__(self):
+        return "Site configuration"
+
+    def save(self, *args, **kwargs):
+        self.pk = self.SINGLETON_PK  # always the one row
+        super().save(*args, **kwargs)

@@ -6,7 +6,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, QuerySet
 
 from recognition.errors import NotFound
-from recognition.models import Correction, ModelVersion, Submission, Word
+from recognition.models import Correction, ModelVersion, SiteConfiguration, Submission, Word
+
+
+def site_configuration_get() -> SiteConfiguration:
+    """The admin-edited settings; every default when nobody has saved them yet."""
+    return SiteConfiguration.objects.filter(pk=SiteConfiguration.SINGLETON_PK).first() or SiteConfiguration()
 
 
 def model_version_get_active() -> ModelVersion | None:

@@ -93,25 +93,29 @@ def _run_finish(run: TrainingRun, log: _RunLog, *, status: str, result=None, sum
 
 # --------------------------------------------------------------------------- data
 
-_replay_cache: tuple | None = None  # ((data dir, mtimes), EmnistData)
+_replay_cache: dict = {}  # splits -> ((data dir, files, mtimes), EmnistData)
 _replay_lock = threading.Lock()
 
 
-def replay_data_get():
-    """The ByClass training rows and the fixed validation split, read once per process.
+def replay_data_get(*, all_splits: bool = False):
+    """The training rows to replay and the fixed validation split, read once per process.
 
-    Only the ByClass file: the validation split is carved from it exactly as ``ml.train`` does,
-    and replay comes from its exact-label rows (the prior the model is calibrated to).
+    ``all_splits=False``: the ByClass file only (its exact-label rows are the replay).
+    ``all_splits=True``: every EMNIST file, the mix the shipped model was trained on
+    (``FinetuneConfig.replay == "all"``). Either way the validation split is carved from
+    ByClass exactly as ``ml.train`` does.
     """
-    global _replay_cache
-    from ml.data import discover, load_emnist
+    from ml.data import SPLITS, discover, load_emnist
 
+    splits = SPLITS if all_splits else ("byclass",)
     data_dir = Path(settings.EMNIST_DATA_DIR)
-    key = (str(data_dir), tuple((s.name, s.path.stat().st_mtime) for s in discover(data_dir) if s.split == "byclass"))
+    key = (str(data_dir), tuple((s.name, s.path.stat().st_mtime) for s in discover(data_dir) if s.split in splits))
     with _replay_lock:
-        if _replay_cache is None or _replay_cache[0] != key:
-            _replay_cache = (key, load_emnist(data_dir, splits=("byclass",)))
-        return _replay_cache[1]
+        cached = _replay_cache.get(splits)
+        if cached is None or cached[0] != key:
+            _replay_cache.clear()  # one data set in memory at a time
+            cached = _replay_cache[splits] = (key, load_emnist(data_dir, splits=splits))
+        return cached[1]
 
 
 def _correction_arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray]:
@@ -188,13 +192,13 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
     from ml.finetune import FinetuneConfig, finetune, load_model
     from ml.train import predict_probs
 
-    data = replay_data_get()
-    log.line(f"replay data: {len(data.train_images)} ByClass training rows, validation {len(data.val_labels)} rows")
+    config = FinetuneConfig(**settings.RETRAIN_FINETUNE)
+    data = replay_data_get(all_splits=config.replay == "all")
+    log.line(f"replay data ({config.replay}): {len(data.train_images)} training rows, validation {len(data.val_labels)} rows")
     images, labels = _correction_arrays(new)
     held_images, held_labels = _correction_arrays(held_back) if held_back else (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
 
     parent_model = load_model(model_version_path(active))
-    config = FinetuneConfig(**settings.RETRAIN_FINETUNE)
     result = finetune(parent_model, images, labels, data, config, log_stream=log)
 
     def score(model) -> tuple[dict, float | None]:

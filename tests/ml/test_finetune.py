@@ -73,8 +73,10 @@ def test_replay_from_emnist_data_uses_exact_byclass_rows_only():
     allowed = np.zeros((4, NUM_CLASSES), bool)
     allowed[0, 1] = allowed[1, 2] = allowed[2, [10, 36]] = allowed[3, 3] = True
     data = EmnistData(images, allowed, images[:1], np.zeros(1, np.int64), train_split=np.array(["byclass", "byclass", "letters", "mnist"]))
-    _, replay_allowed = replay_arrays(data)
+    _, replay_allowed, _ = replay_arrays(data)
     assert replay_allowed.argmax(1).tolist() == [1, 2]
+    _, all_allowed, exact = replay_arrays(data, "all")
+    assert len(all_allowed) == 4 and exact.tolist() == [True, True, False, False]
 
 
 def test_finetune_refuses_bad_corrections(tiny_model):
@@ -85,3 +87,65 @@ def test_finetune_refuses_bad_corrections(tiny_model):
         finetune(tiny_model, np.zeros((0, 28, 28), np.uint8), np.zeros(0), replay, FAST)
     with pytest.raises(ValueError, match="labels must lie"):
         finetune(tiny_model, np.zeros((1, 28, 28), np.uint8), np.array([62]), replay, FAST)
+
+
+def _weights_by_path(model):
+    return {v.path: np.asarray(v) for v in model.weights}
+
+
+def test_frozen_convolutions_keep_the_parents_filters_and_the_candidate_is_a_plain_model(tiny_model):
+    replay = blobs(300, seed=1)
+    config = FinetuneConfig(**{**FAST.__dict__, "freeze_convs": 2})
+    candidate = finetune(tiny_model, 255 - blobs(40, seed=2)[0], np.full(40, 61), replay, config).model
+    convs = [layer for layer in tiny_model.layers if isinstance(layer, keras.layers.Conv2D)]
+    parent, new = _weights_by_path(tiny_model), _weights_by_path(candidate)
+    for layer in convs[:2]:
+        assert np.array_equal(parent[layer.kernel.path], new[layer.kernel.path])
+    assert not np.array_equal(parent[convs[2].kernel.path], new[convs[2].kernel.path])
+    assert all(layer.trainable for layer in candidate.layers)
+
+
+def test_distillation_keeps_the_parents_answers_where_replay_labels_disagree(tiny_model):
+    base = finetune(tiny_model, *blobs(40, seed=4), blobs(600, seed=1), FinetuneConfig(**{**FAST.__dict__, "min_steps": 120, "max_steps": 120})).model
+    images, labels = blobs(600, seed=1)
+    wrong = (labels + 1) % 4  # replay labels that contradict what the parent (rightly) answers
+    style = 255 - blobs(40, seed=2)[0]
+    config = {**FAST.__dict__, "min_steps": 120, "max_steps": 120, "correction_share": 0.25}
+    by_labels = finetune(base, style, np.full(40, 61), (images, wrong), FinetuneConfig(**config)).model
+    by_parent = finetune(base, style, np.full(40, 61), (images, wrong), FinetuneConfig(**{**config, "distill": 1.0})).model
+    test_images, test_labels = blobs(200, seed=5)
+    kept = (predict_probs(by_parent, test_images).argmax(1) == test_labels).mean()
+    misled = (predict_probs(by_labels, test_images).argmax(1) == test_labels).mean()
+    assert kept > 0.9 and misled < kept - 0.1, (kept, misled)
+
+
+def test_the_pull_to_the_parent_keeps_the_candidate_closer(tiny_model):
+    replay, style = blobs(300, seed=1), 255 - blobs(40, seed=2)[0]
+
+    def distance(pull):
+        candidate = finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**FAST.__dict__, "pull_to_parent": pull})).model
+        parent, new = _weights_by_path(tiny_model), _weights_by_path(candidate)
+        return sum(float(np.sum((parent[v.path] - new[v.path]) ** 2)) for v in tiny_model.trainable_weights)
+
+    assert distance(0.2) < 0.5 * distance(0.0)
+
+
+def test_recalibration_can_match_the_parents_mean_prediction(tiny_model):
+    from ml.finetune import recalibrate_prior
+
+    images, labels = blobs(300, seed=1)
+    allowed = np.eye(NUM_CLASSES, dtype=bool)[labels]
+    target = np.full(NUM_CLASSES, 1.0)
+    target[:4] = 50.0
+    recalibrate_prior(tiny_model, images, allowed, target)
+    mean = predict_probs(tiny_model, images).mean(axis=0)
+    # One logit-adjustment step: the four present classes move towards the target's equal shares.
+    assert np.ptp(mean[:4]) < 0.1
+
+
+def test_bad_recipe_values_are_refused(tiny_model):
+    replay = blobs(100, seed=1)
+    with pytest.raises(ValueError, match="replay must be"):
+        finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "replay": "some"}))
+    with pytest.raises(ValueError, match="recalibration_target"):
+        finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "recalibration_target": "x"}))

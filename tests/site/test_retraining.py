@@ -120,6 +120,27 @@ def test_rollback_to_an_earlier_version_and_refusals(retrain_settings, active_mo
     assert model_version_get_active() == promoted
 
 
+def test_a_bad_finetune_setting_fails_the_run_clearly_and_writes_no_version(retrain_settings, active_model, approved_corrections):
+    approved_corrections(8)
+    retrain_settings.RETRAIN_FINETUNE = {**retrain_settings.RETRAIN_FINETUNE, "replay": "everything"}
+    run = services.retraining_run()
+    assert run.status == TrainingRun.Status.FAILED and "replay must be 'byclass' or 'all'" in run.error
+    retrain_settings.RETRAIN_FINETUNE = {"learning_rte": 1e-4}
+    run = services.retraining_run()
+    assert run.status == TrainingRun.Status.FAILED and "learning_rte" in run.error
+    assert ModelVersion.objects.count() == 1 and model_version_get_active() == active_model
+    assert not Correction.objects.filter(learned_by__isnull=False).exists()
+
+
+def test_the_full_training_mix_can_be_replayed(retrain_settings, active_model, approved_corrections):
+    approved_corrections(8)
+    retrain_settings.RETRAIN_FINETUNE = {**retrain_settings.RETRAIN_FINETUNE, "replay": "all", "distill": 1.0}
+    run = services.retraining_run()
+    assert run.status == TrainingRun.Status.SUCCEEDED, (run.error, run.log)
+    assert "replay data (all)" in run.log
+    assert run.result.training_summary["finetune"]["config"]["distill"] == 1.0
+
+
 def test_no_active_model_fails_the_run_with_the_reason(retrain_settings, approved_corrections):
     approved_corrections(8)
     run = services.retraining_run()

@@ -77,3 +77,56 @@ def test_a_worker_swaps_to_a_newly_active_version_without_restart(anon, active_m
     assert all(s.status == Submission.Status.PREDICTED for s in rows)
     assert {s.model_version_id for s in rows if str(s.id) in first_batch} == {active_model.id}
     assert worker.process.poll() is None and worker.process.pid == pid
+
+
+def test_predictions_in_flight_across_switches_each_record_a_version_active_at_the_time(
+    anon, active_model, drawing, start_worker, tiny_model_path
+):
+    """Drawings keep arriving while the active version changes three times, without waiting for
+    the worker in between. Every prediction must name a version that was active at some moment
+    between the drawing's arrival and its prediction (activation times are bracketed by the
+    clock read just before and just after each activation commits)."""
+    worker = start_worker()
+    second = ModelVersion.objects.create(name="second", file_path=str(tiny_model_path))
+    ids = []
+
+    def submit(n):
+        for _ in range(n):
+            response = post_drawing(anon, drawing)
+            assert response.status_code == 202
+            ids.append(response.json()["id"])
+
+    def all_done():
+        return not Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).exists()
+
+    submit(2)
+    wait_for(all_done, 120, worker, "the first predictions (worker warm)")
+    pid = worker.process.pid
+    # Each version's possible active spans: (earliest start, latest end), seconds since the epoch.
+    spans = {active_model.id: [[float("-inf"), None]]}
+    for version in (second, active_model, second):
+        submit(3)  # still queued or being served when the switch happens
+        before = time.time()
+        services.model_version_activate(model_version=version)
+        after = time.time()
+        for open_spans in spans.values():
+            for span in open_spans:
+                if span[1] is None:
+                    span[1] = after  # the previous version stopped being active by then
+        spans.setdefault(version.id, []).append([before, None])
+    submit(3)
+    wait_for(all_done, 120, worker, "every prediction")
+
+    rows = list(Submission.objects.filter(id__in=ids))
+    assert all(s.status == Submission.Status.PREDICTED for s in rows), [s.error for s in rows]
+    for s in rows:
+        made = (s.created_at.timestamp(), s.predicted_at.timestamp())
+        possible = spans[s.model_version_id]
+        assert any(start <= made[1] and (end is None or end >= made[0]) for start, end in possible), (
+            f"{s.id} arrived {made[0]:.3f}, predicted {made[1]:.3f} by version {s.model_version_id}, "
+            f"active only during {possible}"
+        )
+    assert {s.model_version_id for s in rows} == {active_model.id, second.id}
+    last = sorted(rows, key=lambda s: s.created_at)[-3:]
+    assert {s.model_version_id for s in last} == {second.id}
+    assert worker.process.poll() is None and worker.process.pid == pid
