@@ -249,7 +249,7 @@ def test_your_word_list_holds_only_yours_newest_first(anon, other_anon, active_m
         (lambda: {"image_base64": "%%%"}, 400, "invalid_image"),
         (lambda: b64(word_drawing(3)[0], strokes="nope"), 400, "invalid_strokes"),
         (lambda: b64(word_drawing(3)[0], content_type="application/pdf"), 415, "unsupported_image_type"),
-        (lambda: {"image_base64": "A" * (15 * 1024 * 1024)}, 413, "image_too_large"),
+        (lambda: {"image_base64": "A" * (15 * 1024 * 1024)}, 413, "request_too_large"),
     ],
     ids=["blank", "33-characters", "bad-base64", "bad-strokes", "pdf", "over-10-MiB"],
 )
