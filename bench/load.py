@@ -29,6 +29,7 @@ import io
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import statistics
@@ -318,7 +319,7 @@ def main() -> int:
         env.update(
             PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
             DEBUG="0",
-            SECRET_KEY="benchmark-only-secret-key",
+            SECRET_KEY=secrets.token_urlsafe(50),  # the settings refuse short keys when DEBUG=0
             SECURE_COOKIES="0",
             ALLOWED_HOSTS="127.0.0.1,localhost",
             DATABASE_URL=db_url,

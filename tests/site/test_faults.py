@@ -146,7 +146,7 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
     port = free_port()
     env = venv_env(
         DEBUG="0",
-        SECRET_KEY="test-secret",
+        SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,  # the settings refuse short keys
         SECURE_COOKIES="0",
         DATABASE_URL=db_url,
         CELERY_BROKER_URL=private_redis.url,
