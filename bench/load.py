@@ -174,19 +174,28 @@ def multipart(png: bytes) -> bytes:
 
 
 class Client:
-    """One anonymous visitor: its own keep-alive connection and session cookie."""
+    """One anonymous visitor: its own keep-alive connection, session and CSRF cookies.
+
+    A visitor with a session cookie must send the CSRF token on writes (as the page does), so
+    before its first write the client opens the page once (untimed) to get the token.
+    """
 
     def __init__(self, port: int):
         self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.cookie = ""
+        self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "") -> tuple[int, bytes, float]:
+        unsafe = method not in ("GET", "HEAD", "OPTIONS")
+        if unsafe and "csrftoken" not in self.cookies:
+            self.request("GET", "/")
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        if self.cookie:
-            headers["Cookie"] = self.cookie
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        if unsafe:
+            headers["X-CSRFToken"] = self.cookies["csrftoken"]
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
@@ -202,9 +211,9 @@ class Client:
                     raise
                 started = time.perf_counter()
         elapsed = time.perf_counter() - started
-        cookie = response.getheader("Set-Cookie")
-        if cookie and "sessionid=" in cookie:
-            self.cookie = cookie.split(";", 1)[0]
+        for cookie in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = cookie.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
         return response.status, data, elapsed
 
 

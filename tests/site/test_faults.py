@@ -49,16 +49,27 @@ def private_postgres():
 
 
 class Browser:
-    """An anonymous visitor over real HTTP, keeping its session cookie."""
+    """An anonymous visitor over real HTTP, keeping its cookies and sending the CSRF token on
+    writes as the page does (a visitor with a session cookie must)."""
 
     def __init__(self, base: str):
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def csrf_token(self) -> str:
+        token = next((c.value for c in self.jar if c.name == "csrftoken"), None)
+        if token is None:
+            self.call("GET", "/")  # the page sets the CSRF cookie
+            token = next(c.value for c in self.jar if c.name == "csrftoken")
+        return token
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, str, dict | str]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
         request.add_header("Accept", "application/json")
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            request.add_header("X-CSRFToken", self.csrf_token())
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
