@@ -62,6 +62,9 @@ COMPONENT_MAX_SIDE = 1024
 # artefacts), not dots; at most MAX_ELEMENTS of the largest are grouped, which bounds the
 # work a noisy photo can cause.
 NOISE_AREA = 0.25
+# Components are found after growing the ink by this many pixels (at most), so that a thin
+# stroke broken by a pixel or two stays one piece; far below the gap between characters.
+BRIDGE = 2
 MAX_ELEMENTS = 1000
 # Strokes are trusted when their masks hold this share of the ink; otherwise they do not
 # match the image (other coordinates, a different canvas) and components are used.
@@ -367,7 +370,10 @@ def _pieces_from_components(ink: np.ndarray, inked: np.ndarray) -> list[Piece]:
     height, width = inked.shape
     factor = max(1, -(-max(height, width) // COMPONENT_MAX_SIDE))
     small = _max_pool(inked, factor)
-    labels, count = label_components(small)
+    bridge = int(min(BRIDGE, max(1, round(stroke_width(small) / 4))))
+    grown = _grow(small, bridge)
+    labels, count = label_components(grown)
+    labels = np.where(small, labels, 0)  # the grown pixels only joined pieces; they are not ink
     if count == 0:
         return []
     flat = labels.ravel()
@@ -414,6 +420,21 @@ def _pieces_from_components(ink: np.ndarray, inked: np.ndarray) -> list[Piece]:
         if piece is not None:
             pieces.append(piece)
     return pieces
+
+
+def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a (2r+1)-square, with shifts."""
+    out = mask.copy()
+    for axis in (0, 1):
+        src = out.copy()
+        for shift in range(1, radius + 1):
+            for sign in (1, -1):
+                rolled = np.roll(src, sign * shift, axis=axis)
+                edge = [slice(None)] * 2
+                edge[axis] = slice(0, shift) if sign == 1 else slice(-shift, None)
+                rolled[tuple(edge)] = False
+                out |= rolled
+    return out
 
 
 def _max_pool(mask: np.ndarray, factor: int) -> np.ndarray:
