@@ -17,11 +17,15 @@ class RequestSizeLimitMiddleware:
     def __call__(self, request):
         length = request.META.get("CONTENT_LENGTH") or ""
         if length.isdigit() and int(length) > settings.REQUEST_MAX_BYTES:
-            return JsonResponse(
+            response = JsonResponse(
                 {
                     "detail": f"Request body too large: {int(length)} bytes, the limit is {settings.REQUEST_MAX_BYTES}.",
                     "code": "request_too_large",
                 },
                 status=413,
             )
+            # Set here: this answer skips CommonMiddleware, which would add it. Without it the
+            # client can only tell where the body ends when the connection closes.
+            response["Content-Length"] = str(len(response.content))
+            return response
         return self.get_response(request)
