@@ -301,6 +301,9 @@ def main() -> int:
 
     import psycopg2
 
+    # `timeout` or Ctrl-C: still run the finally block that stops what was started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     workdir = Path(tempfile.mkdtemp(prefix="emnist-bench-"))
     procs = Processes(workdir)
     admin_dsn = args.pg.rstrip("/") + "/postgres"
