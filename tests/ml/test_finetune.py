@@ -11,7 +11,12 @@ from ml.finetune import FinetuneConfig, finetune, replay_arrays  # noqa: E402
 from ml.model import build_model  # noqa: E402
 from ml.train import predict_probs  # noqa: E402
 
-FAST = FinetuneConfig(batch_size=32, min_steps=40, max_steps=60, learning_rate=3e-3, augment_strength=0.0, calibration_rows=200)
+# The mechanisms one at a time: the recipe's other parts (frozen convolutions, distillation,
+# case merging, recalibration to the parent) off unless a test turns one on.
+FAST = FinetuneConfig(
+    batch_size=32, min_steps=40, max_steps=60, learning_rate=3e-3, augment_strength=0.0, calibration_rows=200,
+    correction_share=0.25, freeze_convs=0, distill=0.0, merge_case_corrections=False, recalibration_target="labels",
+)
 
 
 def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,15 +124,18 @@ def test_distillation_keeps_the_parents_answers_where_replay_labels_disagree(tin
     assert kept > 0.9 and misled < kept - 0.1, (kept, misled)
 
 
-def test_the_pull_to_the_parent_keeps_the_candidate_closer(tiny_model):
+def test_the_pull_to_the_parent_moves_weights_back_after_every_step(tiny_model):
     replay, style = blobs(300, seed=1), 255 - blobs(40, seed=2)[0]
+    config = {**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10}
+    parent = _weights_by_path(tiny_model)
 
-    def distance(pull):
-        candidate = finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**FAST.__dict__, "pull_to_parent": pull})).model
-        parent, new = _weights_by_path(tiny_model), _weights_by_path(candidate)
-        return sum(float(np.sum((parent[v.path] - new[v.path]) ** 2)) for v in tiny_model.trainable_weights)
+    def candidate(pull):
+        return _weights_by_path(finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**config, "pull_to_parent": pull})).model)
 
-    assert distance(0.2) < 0.5 * distance(0.0)
+    free, held = candidate(0.0), candidate(1.0)  # 1.0: all the way back after each step
+    paths = [v.path for v in tiny_model.trainable_weights]
+    assert all(np.allclose(held[p], parent[p]) for p in paths)
+    assert not all(np.allclose(free[p], parent[p]) for p in paths)
 
 
 def test_recalibration_can_match_the_parents_mean_prediction(tiny_model):
@@ -141,6 +149,27 @@ def test_recalibration_can_match_the_parents_mean_prediction(tiny_model):
     mean = predict_probs(tiny_model, images).mean(axis=0)
     # One logit-adjustment step: the four present classes move towards the target's equal shares.
     assert np.ptp(mean[:4]) < 0.1
+
+
+def test_case_merged_corrections_teach_either_case(tiny_model):
+    from ml.data import CLASSES
+    from ml.finetune import case_merged_masks
+
+    masks = case_merged_masks()
+    assert [CLASSES[c] for c in np.flatnonzero(masks[CLASSES.index("o")])] == ["O", "o"]
+    assert [CLASSES[c] for c in np.flatnonzero(masks[CLASSES.index("a")])] == ["a"]
+    style = 255 - blobs(40, seed=2)[0]
+    merged = finetune(tiny_model, style, np.full(40, 61), blobs(300, seed=1), FinetuneConfig(**{**FAST.__dict__, "merge_case_corrections": True})).model
+    probs = predict_probs(merged, 255 - blobs(40, seed=3)[0])
+    assert (probs[:, [35, 61]].sum(axis=1) > 0.5).mean() > 0.9  # Z or z
+
+
+def test_the_default_recipe_learns_the_style_on_a_tiny_model(tiny_model):
+    defaults = FinetuneConfig()
+    config = FinetuneConfig(**{**defaults.__dict__, "batch_size": 32, "min_steps": 60, "max_steps": 60, "learning_rate": 3e-3, "calibration_rows": 200})
+    result = finetune(tiny_model, 255 - blobs(40, seed=2)[0], np.full(40, 36), blobs(600, seed=1), config)
+    assert (predict_probs(result.model, 255 - blobs(40, seed=3)[0]).argmax(1) == 36).mean() > 0.9  # "a": not a case-merged letter
+    assert result.summary["prior_recalibration"]["target"] == "parent"
 
 
 def test_bad_recipe_values_are_refused(tiny_model):
