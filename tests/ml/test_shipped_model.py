@@ -44,11 +44,12 @@ def test_the_shipped_report_matches_the_model(shipped):
 
 
 def test_canvas_drawings_score_no_worse_than_the_measured_gap(shipped, sample):
-    # A regression guard, not the target: bench/canvas_fidelity.py measured a 2.72-point gap on
-    # 5,000 images (the issue asks for 1.5; see ml/MODEL.md). Fails if preprocessing gets worse.
+    # A regression guard, not the target: bench/canvas_fidelity.py measured a 1.82-point gap on
+    # 5,000 images (the issue asks for 1.5; see ml/MODEL.md), and this sample 2.40 points.
+    # Fails if preprocessing, or the model's training on canvas round-trips, gets worse.
     images, labels = sample[0][:1500], sample[1][:1500]
     rng = np.random.default_rng(11)
     raw = (shipped.probabilities(images).argmax(axis=1) == labels).mean()
     through = np.stack([image_bytes_to_emnist(render_canvas_png(img, rng)) for img in images])
     canvas = (shipped.probabilities(through).argmax(axis=1) == labels).mean()
-    assert raw - canvas <= 0.035  # 2.7 points measured, plus sampling slack on 1,500 images
+    assert raw - canvas <= 0.03  # 2.4 points measured on these 1,500 images
