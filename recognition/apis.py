@@ -384,9 +384,51 @@ class WordCreateApi(SubmissionCreateApi):
         return response
 
 
+class SubmissionPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class ListQuerySerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, required=False, help_text="1-based page number.")
+    page_size = serializers.IntegerField(min_value=1, max_value=SubmissionPagination.max_page_size, required=False)
+
+    class Meta:
+        ref_name = "SubmissionListQuery"
+
+    def validate(self, attrs):
+        # DRF takes an empty optional field (?page_size=) as absent; it is not a number.
+        blank = [name for name in self.fields if self.initial_data.get(name) == ""]
+        if blank:
+            raise serializers.ValidationError({name: ["A valid integer is required."] for name in blank})
+        return attrs
+
+
+def _paginated_responses(name: str, item_serializer) -> dict:
+    """The schema of a paginated list (DRF's page: count, next, previous, results) and its errors."""
+    return {
+        200: inline_serializer(
+            name,
+            {
+                "count": serializers.IntegerField(),
+                "next": serializers.CharField(allow_null=True, help_text="URL of the next page."),
+                "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page."),
+                "results": item_serializer(many=True),
+            },
+        ),
+        400: OpenApiResponse(description="page or page_size is not a number in range."),
+        404: OpenApiResponse(description="No such page."),
+    }
+
+
 class WordListApi(APIView):
-    @extend_schema(responses=WordOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="words_list",
+        parameters=[ListQuerySerializer],
+        responses=_paginated_responses("PaginatedWordList", WordOutputSerializer),
+    )
     def get(self, request):
+        ListQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
         words = selectors.word_list_visible(user=request.user, client_id=client_id_get(request))
         paginator = SubmissionPagination()
         page = paginator.paginate_queryset(words.defer("image", "strokes"), request, view=self)
@@ -404,46 +446,15 @@ class WordDetailApi(APIView):
         return Response(WordOutputSerializer(word).data)
 
 
-class SubmissionPagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 100
-
-
 class SubmissionListApi(APIView):
-    class QuerySerializer(serializers.Serializer):
-        page = serializers.IntegerField(min_value=1, required=False, help_text="1-based page number.")
-        page_size = serializers.IntegerField(min_value=1, max_value=SubmissionPagination.max_page_size, required=False)
-
-        class Meta:
-            ref_name = "SubmissionListQuery"
-
-        def validate(self, attrs):
-            # DRF takes an empty optional field (?page_size=) as absent; it is not a number.
-            blank = [name for name in self.fields if self.initial_data.get(name) == ""]
-            if blank:
-                raise serializers.ValidationError({name: ["A valid integer is required."] for name in blank})
-            return attrs
-
     @extend_schema(
         operation_id="submissions_list",
-        parameters=[QuerySerializer],
-        responses={
-            200: inline_serializer(
-                "PaginatedSubmissionList",
-                {
-                    "count": serializers.IntegerField(),
-                    "next": serializers.CharField(allow_null=True, help_text="URL of the next page."),
-                    "previous": serializers.CharField(allow_null=True, help_text="URL of the previous page."),
-                    "results": SubmissionOutputSerializer(many=True),
-                },
-            ),
-            400: OpenApiResponse(description="page or page_size is not a number in range."),
-            404: OpenApiResponse(description="No such page."),
-        },
+        parameters=[ListQuerySerializer],
+        responses=_paginated_responses("PaginatedSubmissionList", SubmissionOutputSerializer),
     )
     def get(self, request):
         # DRF's paginator silently ignores a bad page_size; say so instead.
-        self.QuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        ListQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
         submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
         paginator = SubmissionPagination()
         page = paginator.paginate_queryset(submissions.defer("image"), request, view=self)
