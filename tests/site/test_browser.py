@@ -36,7 +36,8 @@ def test_drawing_a_stroke_and_pressing_predict_shows_and_stores_a_prediction(pag
     page.click(".char-card .fix button")
     page.wait_for_selector('.char-card .fix[data-saved="Q"]', timeout=10_000)
     assert Correction.objects.get().label == "Q"
-    page.wait_for_selector("#recent li img", timeout=10_000)
+    # The recent list is fetched again after the correction: wait for that answer, not the first.
+    page.wait_for_function("document.querySelector('#recent').innerText.includes('Q')", timeout=10_000)
     assert "Q" in page.inner_text("#recent")
     page.wait_for_timeout(300)  # let the shipped fonts settle before the picture
     screenshot(page, "desktop.png", full_page=True)
