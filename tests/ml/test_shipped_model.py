@@ -13,7 +13,7 @@ from tests.ml.conftest import SHIPPED_MODEL
 
 pytestmark = pytest.mark.slow
 
-SAMPLE = 4000  # a fixed, seeded sample of the validation split
+SAMPLE = 4000  # a fixed, seeded sample of the validation split (the canvas guard uses it)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,11 @@ def sample(shared_data):
     return images[rows], labels[rows]
 
 
-def test_the_shipped_model_scores_at_least_87_percent_top1_and_99_top3(shipped, sample):
-    images, labels = sample
+def test_the_shipped_model_scores_at_least_87_percent_top1_and_99_top3(shipped, shared_data):
+    # The whole validation split (11,867 images, a few seconds), the figure the target is set
+    # on: a 4,000-image sample carries about +-0.5 points of sampling error (the shipped model
+    # scores 87.24% on the split and 86.95% on the seed-2026 sample of 4,000).
+    images, labels = load_validation(shared_data)
     probs = shipped.probabilities(images)
     ranked = np.argsort(-probs, axis=1)
     assert (ranked[:, 0] == labels).mean() >= 0.87

@@ -91,8 +91,9 @@ def test_reads_need_no_csrf_token():
 
 def test_the_page_sends_the_csrf_token_with_every_write():
     script = (ROOT / "frontend/static/frontend/app.js").read_text()
-    posts = re.findall(r"fetch\([^;]*?method:\s*\"POST\"[^;]*?\}\)", script, re.S)
-    assert len(posts) == 2, posts  # the submission and the correction
+    # Every request goes through the page's request() wrapper around fetch().
+    posts = re.findall(r"(?:fetch|request)\([^;]*?method:\s*\"POST\"[^;]*?\}\)", script, re.S)
+    assert len(posts) == 2, posts  # the drawing (a character or a word) and the correction
     assert all('"X-CSRFToken": csrfToken()' in call for call in posts)
 
 

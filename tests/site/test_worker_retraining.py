@@ -56,7 +56,8 @@ def test_a_worker_swaps_to_a_newly_active_version_without_restart(anon, active_m
     def submit(n):
         for _ in range(n):
             response = post_drawing(anon, drawing)
-            assert response.status_code == 202
+            # 201 when a warm worker's batch already stored it before the answer was built.
+            assert response.status_code in (201, 202)
             ids.append(response.json()["id"])
 
     def all_done():
@@ -93,7 +94,8 @@ def test_predictions_in_flight_across_switches_each_record_a_version_active_at_t
     def submit(n):
         for _ in range(n):
             response = post_drawing(anon, drawing)
-            assert response.status_code == 202
+            # 201 when a warm worker's batch already stored it before the answer was built.
+            assert response.status_code in (201, 202)
             ids.append(response.json()["id"])
 
     def all_done():
