@@ -235,19 +235,31 @@ def predict_pending_batch(*, own_ids: list[str]) -> list[str]:
     from recognition.services.model_versions import model_version_record_load
     from recognition.services.predictors import predictor_get
 
+    def load(version):
+        try:
+            return predictor_get(model_version=version), None
+        except ModelFileError as exc:
+            model_version_record_load(model_version=version, error=str(exc))
+            return None, exc
+
     model_version = model_version_get_active()
     predictor, load_error = None, None
     if model_version is not None:
         # Load outside the transaction: the first load in a process takes seconds.
-        try:
-            predictor = predictor_get(model_version=model_version)
-        except ModelFileError as exc:
-            load_error = exc
-            model_version_record_load(model_version=model_version, error=str(exc))
+        predictor, load_error = load(model_version)
     with transaction.atomic():
         rows = _claim_pending(own_ids, max(1, settings.SUBMISSION_BATCH_SIZE))
         if not rows:
             return []
+        # Read the active version again now that the rows are claimed: a row that arrived
+        # after the first look (a promotion in between) must not be predicted by a version
+        # retired before it arrived. Rarely differs; then the new one loads here.
+        current = model_version_get_active()
+        if current is not None and (model_version is None or current.id != model_version.id):
+            model_version = current
+            predictor, load_error = load(current)
+        elif current is None:
+            model_version = None
         ids = [str(row.id) for row in rows]
         if settings.PREDICT_DELAY_SECONDS:
             # Fault injection: a test kills the worker here, with the batch claimed (rows locked).
