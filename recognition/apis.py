@@ -421,6 +421,15 @@ def _paginated_responses(name: str, item_serializer) -> dict:
     }
 
 
+def _paginated_list(view, request, queryset, serializer_class) -> Response:
+    """One page of ``queryset``; a bad page or page_size is a 400 (DRF's paginator would
+    silently ignore a bad page_size)."""
+    ListQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+    paginator = SubmissionPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
 class WordListApi(APIView):
     @extend_schema(
         operation_id="words_list",
@@ -428,11 +437,8 @@ class WordListApi(APIView):
         responses=_paginated_responses("PaginatedWordList", WordOutputSerializer),
     )
     def get(self, request):
-        ListQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
         words = selectors.word_list_visible(user=request.user, client_id=client_id_get(request))
-        paginator = SubmissionPagination()
-        page = paginator.paginate_queryset(words.defer("image", "strokes"), request, view=self)
-        return paginator.get_paginated_response(WordOutputSerializer(page, many=True).data)
+        return _paginated_list(self, request, words.defer("image", "strokes"), WordOutputSerializer)
 
 
 class WordCollectionApi(WordCreateApi, WordListApi):
@@ -453,12 +459,8 @@ class SubmissionListApi(APIView):
         responses=_paginated_responses("PaginatedSubmissionList", SubmissionOutputSerializer),
     )
     def get(self, request):
-        # DRF's paginator silently ignores a bad page_size; say so instead.
-        ListQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
         submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
-        paginator = SubmissionPagination()
-        page = paginator.paginate_queryset(submissions.defer("image"), request, view=self)
-        return paginator.get_paginated_response(SubmissionOutputSerializer(page, many=True).data)
+        return _paginated_list(self, request, submissions.defer("image"), SubmissionOutputSerializer)
 
 
 class SubmissionDetailApi(APIView):

@@ -134,15 +134,21 @@ QUEUE_DELAYED_NOTE = "Prediction delayed: the task queue was unreachable; it is 
 def _queue_prediction(submission_id: str) -> None:
     from recognition.tasks import predict_submission as predict_submission_task
 
+    queue_or_note(predict_submission_task, submission_id, Submission.objects.filter(id=submission_id))
+
+
+def queue_or_note(task, arg: str, rows) -> None:
+    """Queue ``task(arg)`` on `inference`; with the broker unreachable, note the delay on the
+    still-pending ``rows`` instead of failing them (or answering 500).
+
+    Not "failed": the rows are stored, and submission_requeue_stale queues them again once
+    the broker is back. The note tells the client why it is slow.
+    """
     try:
-        predict_submission_task.apply_async(args=[submission_id], queue="inference")
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the row waits, not a 500
-        # Not "failed": the row is stored and submission_requeue_stale queues it again once
-        # the broker is back. The note tells the client why it is slow.
-        logger.warning("could not queue prediction for %s: %s", submission_id, exc)
-        Submission.objects.filter(id=submission_id, status=Submission.Status.PENDING).update(
-            error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000]
-        )
+        task.apply_async(args=[arg], queue="inference")
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the rows wait, not a 500
+        logger.warning("could not queue %s(%s): %s", task.name, arg, exc)
+        rows.filter(status=Submission.Status.PENDING).update(error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000])
 
 
 def submission_requeue_stale(*, older_than_seconds: float | None = None, limit: int = 1000) -> int:

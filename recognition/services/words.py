@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 
 from recognition.models import Submission, Word
-from recognition.services.submissions import QUEUE_DELAYED_NOTE, drawing_check, ml_input_errors, predict_pending_batch
+from recognition.services.submissions import drawing_check, ml_input_errors, predict_pending_batch, queue_or_note
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +90,7 @@ def _strokes_in_crop(strokes, piece, scale: float) -> list | None:
 def _queue_prediction(word_id: str) -> None:
     from recognition.tasks import predict_word as predict_word_task
 
-    try:
-        predict_word_task.apply_async(args=[word_id], queue="inference")
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the rows wait, not a 500
-        # As for single submissions: the characters stay pending with a note, and
-        # submission_requeue_stale queues them again once the broker is back.
-        logger.warning("could not queue prediction for word %s: %s", word_id, exc)
-        Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING).update(
-            error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000]
-        )
+    queue_or_note(predict_word_task, word_id, Submission.objects.filter(word_id=word_id))
 
 
 def word_fail(*, word_id: str, reason: str) -> None:
