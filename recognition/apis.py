@@ -322,16 +322,45 @@ PREDICTION_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_
 
 
 def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
-    """Wait for the worker's "done" notification (milliseconds once a worker is warm), then
-    read the row. Eager mode already ran the task on commit; with the broker unreachable there
-    is nothing to wait for, and the answer is 202 at once."""
+    """Wait for the worker's "done" notification (milliseconds once a worker is warm). It
+    carries what the worker stored, so the answer needs no second read of the row; without
+    it (a timeout, an older worker) the row is read. Eager mode already ran the task on
+    commit; with the broker unreachable there is nothing to wait for, and the answer is 202."""
     from emnist_site.celery import app
 
     if seconds > 0 and not app.conf.task_always_eager:
-        services.submission_wait_done(submission_id=submission.id, timeout=seconds)
+        stored = services.submission_wait_done(submission_id=submission.id, timeout=seconds)
+        if isinstance(stored, dict) and _apply_stored_prediction(submission, stored):
+            return submission
     # Only what the worker writes (not the image bytes just stored).
     submission.refresh_from_db(fields=PREDICTION_FIELDS)
     return submission
+
+
+def _apply_stored_prediction(submission: Submission, stored: dict) -> bool:
+    """Set the worker's stored fields (``services.result_fields``) on ``submission``; False
+    if the message is not such a record (then the caller reads the row)."""
+    from django.utils.dateparse import parse_datetime
+
+    try:
+        predicted_at = parse_datetime(stored["predicted_at"]) if stored["predicted_at"] else None
+        values = {
+            "status": stored["status"],
+            "predicted_label": stored["predicted_label"],
+            "confidence": stored["confidence"],
+            "top_k": stored["top_k"],
+            "model_version_id": stored["model_version_id"],
+            "latency_ms": stored["latency_ms"],
+            "error": stored["error"],
+            "predicted_at": predicted_at,
+        }
+    except (KeyError, TypeError, ValueError):
+        return False
+    if values["status"] not in Submission.Status.values:
+        return False
+    for name, value in values.items():
+        setattr(submission, name, value)
+    return True
 
 
 def _wait_for_word(word: Word, seconds: float) -> Word:

@@ -18,13 +18,25 @@ def model_version_get_active() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
 
 
+def model_version_get_serving() -> ModelVersion | None:
+    """The active version without its metrics, summary and gate results: what a worker reads
+    on every batch (the metrics alone are ~18 KB of JSON to decode)."""
+    return (
+        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+        .defer("metrics", "training_summary", "gate_results")
+        .first()
+    )
+
+
 def model_version_list() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("parent").order_by("-created_at")
 
 
 def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
     """Staff see everything, a signed-in user their own, an anonymous visitor their session's."""
-    qs = Submission.objects.select_related("model_version").prefetch_related("corrections")
+    # Responses carry model_version_id, never the version's row (its metrics are ~18 KB of
+    # JSON), nor the drawing itself: neither is read here.
+    qs = Submission.objects.defer("image", "strokes").prefetch_related("corrections")
     if user is not None and user.is_authenticated:
         return qs if user.is_staff else qs.filter(owner=user)
     if not client_id:

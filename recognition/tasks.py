@@ -18,13 +18,12 @@ from recognition import services
 def predict_submission(submission_id: str) -> str | None:
     """Predict this submission, and other pending ones in the same batch (see submission_predict)."""
     try:
-        submission = services.submission_predict(submission_id=submission_id)
+        return services.submission_predict(submission_id=submission_id)
     except OperationalError:
         raise  # the database is unreachable: retry later
     except Exception as exc:
         services.submission_fail(submission_id=submission_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
         raise
-    return submission.status if submission else None
 
 
 @shared_task(

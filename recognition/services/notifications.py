@@ -7,6 +7,7 @@ The row stays the truth: a lost notification only means the request answers 202 
 client polls. Without a Redis broker (eager mode) nothing is waited for: the task already ran.
 """
 
+import json
 import logging
 import os
 import threading
@@ -49,33 +50,48 @@ def _redis(read_timeout: float = 5.0):
     return client
 
 
-def submission_notify_done(*, submission_ids) -> None:
-    """Wake the requests waiting for these submissions. Never raises: the row is already stored."""
+def submission_notify_done(*, submission_ids=(), results: dict | None = None) -> None:
+    """Wake the requests waiting for these submissions. Never raises: the row is already stored.
+
+    ``results`` ({id: the stored prediction fields}) travel with the notification as JSON, so
+    the request answers without reading the row back; ``submission_ids`` only wake (the
+    request then reads the row).
+    """
     client = _redis()
-    if client is None or not submission_ids:
+    messages = [(i, b"1") for i in submission_ids]
+    messages += [(i, json.dumps(fields, separators=(",", ":")).encode()) for i, fields in (results or {}).items()]
+    if client is None or not messages:
         return
     try:
         with client.pipeline(transaction=False) as pipe:
-            for submission_id in submission_ids:
-                pipe.rpush(_key(submission_id), 1)
+            for submission_id, message in messages:
+                pipe.rpush(_key(submission_id), message)
                 pipe.expire(_key(submission_id), NOTIFY_TTL_SECONDS)
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 - waiting requests fall back to 202 + polling
         logger.warning("could not notify %d submissions: %s", len(submission_ids), exc)
 
 
-def submission_wait_done(*, submission_id, timeout: float) -> bool | None:
+def submission_wait_done(*, submission_id, timeout: float) -> dict | bool | None:
     """Block until the worker says ``submission_id`` is done, up to ``timeout`` seconds.
 
-    Returns True when notified, False on timeout, None when there is nothing to wait on
-    (eager mode, or Redis unreachable: the caller answers at once).
+    Returns the stored prediction fields when the notification carried them, True when
+    notified without them, False on timeout, None when there is nothing to wait on (eager
+    mode, or Redis unreachable: the caller answers at once).
     """
     client = _redis(read_timeout=timeout)
     if client is None:
         return None
     try:
         # BLPOP takes a float timeout since Redis 6; 0 would mean "for ever".
-        return client.blpop([_key(submission_id)], timeout=max(timeout, 0.01)) is not None
+        popped = client.blpop([_key(submission_id)], timeout=max(timeout, 0.01))
     except Exception as exc:  # noqa: BLE001 - the broker is down: answer 202 now
         logger.warning("could not wait for %s: %s", submission_id, exc)
         return None
+    if popped is None:
+        return False
+    try:
+        fields = json.loads(popped[1])
+    except ValueError:
+        return True
+    return fields if isinstance(fields, dict) else True

@@ -35,6 +35,12 @@ def predictor_get(*, model_version: ModelVersion):
         return predictor
 
 
+def predictor_peek():
+    """The predictor this process has loaded (any version), or None: never loads."""
+    cached = _cache
+    return cached[1] if cached is not None and cached[0][0] == os.getpid() else None
+
+
 def predictor_loaded_version_id() -> int | None:
     cached = _cache
     return cached[0][1] if cached is not None and cached[0][0] == os.getpid() else None

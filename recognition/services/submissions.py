@@ -111,18 +111,18 @@ def submission_create(
     if source not in Submission.Source.values:
         source = Submission.Source.API
 
-    with transaction.atomic():
-        submission = Submission.objects.create(
-            image=image,
-            content_type=content_type,
-            strokes=strokes,
-            input28=np.ascontiguousarray(input28, dtype=np.uint8).tobytes(),
-            source=source,
-            owner=owner if owner is not None and owner.is_authenticated else None,
-            client_id=client_id,
-        )
-        submission_id = str(submission.id)
-        transaction.on_commit(lambda: _queue_prediction(submission_id))
+    # One INSERT, atomic by itself; on_commit runs at once in autocommit, or after an outer transaction.
+    submission = Submission.objects.create(
+        image=image,
+        content_type=content_type,
+        strokes=strokes,
+        input28=np.ascontiguousarray(input28, dtype=np.uint8).tobytes(),
+        source=source,
+        owner=owner if owner is not None and owner.is_authenticated else None,
+        client_id=client_id,
+    )
+    submission_id = str(submission.id)
+    transaction.on_commit(lambda: _queue_prediction(submission_id))
     return submission
 
 
@@ -188,7 +188,7 @@ def submission_fail(*, submission_id: str, reason: str) -> None:
     submission_notify_done(submission_ids=[submission_id])
 
 
-def submission_predict(*, submission_id: str) -> Submission | None:
+def submission_predict(*, submission_id: str) -> str | None:
     """Run the active model on a pending submission, and on other pending ones with it.
 
     Worker-side batching: the task claims its own row and up to SUBMISSION_BATCH_SIZE - 1
@@ -200,6 +200,10 @@ def submission_predict(*, submission_id: str) -> Submission | None:
     Idempotent: a redelivered task, or the task of a row someone else's batch took, finds
     the row done and returns. A missing or broken model marks the claimed rows failed with
     the reason and records it on the model version (health and admin show it).
+
+    Returns:
+        The submission's status afterwards, or None if it does not exist. (Not the row: the
+        worker does not need it, and reading it back cost a query per task.)
     """
     from recognition.services.notifications import submission_notify_done
 
@@ -208,14 +212,15 @@ def submission_predict(*, submission_id: str) -> Submission | None:
         attempts=F("attempts") + 1
     )
     if not started:
-        submission = Submission.objects.defer("image", "strokes").filter(id=submission_id).first()
-        if submission is None:
+        status = Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
+        if status is None:
             logger.warning("submission %s vanished before prediction", submission_id)
-        return submission  # done already (a redelivery, or another task's batch took it)
+        return status  # done already (a redelivery, or another task's batch took it)
 
-    done_ids = predict_pending_batch(own_ids=[submission_id])
-    submission_notify_done(submission_ids=done_ids)
-    return Submission.objects.defer("image", "strokes").get(id=submission_id)
+    results = predict_pending_batch(own_ids=[submission_id])
+    submission_notify_done(results=results)
+    result = results.get(str(submission_id))
+    return result["status"] if result else Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
 
 
 def _claim_pending(own_ids: list[str], batch_size: int) -> list[Submission]:
@@ -228,18 +233,22 @@ def _claim_pending(own_ids: list[str], batch_size: int) -> list[Submission]:
     return rows
 
 
-def predict_pending_batch(*, own_ids: list[str]) -> list[str]:
-    """Claim, predict and store one batch; returns the ids it finished (predicted or failed).
+def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
+    """Claim, predict and store one batch.
 
     ``own_ids`` are the rows the task was queued for (their attempt already counted): a
     submission, or the characters of a word. Every one of them is in the batch.
+
+    Returns:
+        {submission id: what was stored (``result_fields``)} for each row it finished
+        (predicted or failed), in batch order; the notification carries these.
     """
     own_ids = [str(i) for i in own_ids]
     from ml.errors import ModelFileError
 
-    from recognition.selectors import model_version_get_active
+    from recognition.selectors import model_version_get_serving
     from recognition.services.model_versions import model_version_record_load
-    from recognition.services.predictors import predictor_get
+    from recognition.services.predictors import predictor_get, predictor_peek
 
     def load(version):
         try:
@@ -248,79 +257,92 @@ def predict_pending_batch(*, own_ids: list[str]) -> list[str]:
             model_version_record_load(model_version=version, error=str(exc))
             return None, exc
 
-    model_version = model_version_get_active()
-    predictor, load_error = None, None
-    if model_version is not None:
-        # Load outside the transaction: the first load in a process takes seconds.
-        predictor, load_error = load(model_version)
+    if predictor_peek() is None:
+        # The first load in a process takes seconds: do it before locking any row.
+        first = model_version_get_serving()
+        if first is not None:
+            load(first)
     with transaction.atomic():
         rows = _claim_pending(own_ids, max(1, settings.SUBMISSION_BATCH_SIZE))
         if not rows:
-            return []
-        # Read the active version again now that the rows are claimed: a row that arrived
-        # after the first look (a promotion in between) must not be predicted by a version
-        # retired before it arrived. Rarely differs; then the new one loads here.
-        current = model_version_get_active()
-        if current is not None and (model_version is None or current.id != model_version.id):
-            model_version = current
-            predictor, load_error = load(current)
-        elif current is None:
-            model_version = None
+            return {}
+        # The active version, read once the rows are claimed: a row that arrived after a
+        # promotion must not be predicted by the version it retired. A version other than
+        # the cached one (rare: a promotion) loads here.
+        model_version = model_version_get_serving()
         ids = [str(row.id) for row in rows]
         if settings.PREDICT_DELAY_SECONDS:
             # Fault injection: a test kills the worker here, with the batch claimed (rows locked).
             logger.warning("PREDICT_DELAY_SECONDS: sleeping with %d submissions claimed", len(ids))
             time.sleep(settings.PREDICT_DELAY_SECONDS)
         if model_version is None:
-            _fail_rows(ids, "No active model version.")
-            return ids
+            return _fail_rows(ids, "No active model version.")
+        predictor, load_error = load(model_version)
         if predictor is None:
-            _fail_rows(ids, f"The active model {model_version.name} cannot be loaded: {load_error}")
-            return ids
-        good, images = [], []
+            return _fail_rows(ids, f"The active model {model_version.name} cannot be loaded: {load_error}")
+        results, good, images = {}, [], []
         for row in rows:
             data = bytes(row.input28)
             if len(data) != 28 * 28:
-                _fail_rows([str(row.id)], f"Stored input is {len(data)} bytes, not 28x28.")
+                results.update(_fail_rows([str(row.id)], f"Stored input is {len(data)} bytes, not 28x28."))
                 continue
             good.append(row)
             images.append(np.frombuffer(data, dtype=np.uint8).reshape(28, 28))
-        if not good:
-            return ids
-        started = time.perf_counter()
-        k = settings.PREDICTION_TOP_K
-        if len(images) <= SINGLE_PATH_MAX:
-            # Predictor.predict's single-image path (a Lite interpreter, ~0.5 ms) beats the
-            # batch path's fixed ~2 ms of TensorFlow dispatch for a few images.
-            tops = [predictor.predict(image, k=k) for image in images]
-        else:
-            tops = predictor.predict_batch(np.stack(images), k=k)
-        latency_ms = (time.perf_counter() - started) * 1000 / len(good)
-        now = timezone.now()
-        for row, top in zip(good, tops):
-            update = Submission.objects.filter(id=row.id, status=Submission.Status.PENDING)
-            fields = dict(
-                status=Submission.Status.PREDICTED,
-                predicted_label=top[0][0],
-                confidence=top[0][1],
-                top_k=[{"label": label, "probability": round(prob, 6)} for label, prob in top],
-                model_version=model_version,
-                latency_ms=latency_ms,
-                predicted_at=now,
-                error="",
-            )
-            if str(row.id) not in own_ids:
-                fields["attempts"] = F("attempts") + 1  # the own row was counted before the claim
-            update.update(**fields)
+        if good:
+            started = time.perf_counter()
+            k = settings.PREDICTION_TOP_K
+            if len(images) <= SINGLE_PATH_MAX:
+                # Predictor.predict's single-image path (a Lite interpreter, ~0.5 ms) beats the
+                # batch path's fixed ~2 ms of TensorFlow dispatch for a few images.
+                tops = [predictor.predict(image, k=k) for image in images]
+            else:
+                tops = predictor.predict_batch(np.stack(images), k=k)
+            latency_ms = (time.perf_counter() - started) * 1000 / len(good)
+            now = timezone.now()
+            for row, top in zip(good, tops):
+                row.status = Submission.Status.PREDICTED
+                row.predicted_label, row.confidence = top[0]
+                row.top_k = [{"label": label, "probability": round(prob, 6)} for label, prob in top]
+                row.model_version = model_version
+                row.latency_ms, row.predicted_at, row.error = latency_ms, now, ""
+                fields = {name: getattr(row, name) for name in RESULT_FIELDS}
+                if str(row.id) not in own_ids:
+                    fields["attempts"] = F("attempts") + 1  # the own rows were counted before the claim
+                # One UPDATE per row: Django's bulk_update (CASE per field) costs more CPU here
+                # than the few statements of a batch. The row is locked: no status check needed.
+                Submission.objects.filter(id=row.id).update(**fields)
+                results[str(row.id)] = result_fields(row)
     if model_version.load_error:  # it loads now (the file was fixed): clear the old error
         model_version_record_load(model_version=model_version, error="")
-    return ids
+    return {i: results[i] for i in ids if i in results}
 
 
-def _fail_rows(ids: list[str], reason: str) -> None:
+# What the worker writes, and the notification carries to the waiting request.
+RESULT_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_version", "latency_ms", "error", "predicted_at"]
+
+
+def result_fields(row: Submission) -> dict:
+    """The stored prediction of ``row`` as JSON-ready values (``RESULT_FIELDS``)."""
+    return {
+        "status": row.status,
+        "predicted_label": row.predicted_label,
+        "confidence": row.confidence,
+        "top_k": row.top_k,
+        "model_version_id": row.model_version_id,
+        "latency_ms": row.latency_ms,
+        "error": row.error,
+        "predicted_at": row.predicted_at.isoformat() if row.predicted_at else None,
+    }
+
+
+def _fail_rows(ids: list[str], reason: str) -> dict[str, dict]:
+    """Mark these (claimed) rows failed with ``reason``; returns their ``result_fields``."""
+    reason = reason[:2000]
     Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).update(
-        status=Submission.Status.FAILED, error=reason[:2000]
+        status=Submission.Status.FAILED, error=reason
     )
+    failed = Submission(status=Submission.Status.FAILED, error=reason, top_k=[])
+    return {str(i): result_fields(failed) for i in ids}
 
 
 REQUEUE_SCHEDULE_NAME = "Re-queue pending predictions"

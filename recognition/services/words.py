@@ -121,6 +121,5 @@ def word_predict(*, word_id: str) -> Word | None:
     if not own_ids:
         return word
     Submission.objects.filter(id__in=own_ids, status=Submission.Status.PENDING).update(attempts=F("attempts") + 1)
-    done_ids = predict_pending_batch(own_ids=own_ids)
-    submission_notify_done(submission_ids=done_ids)
+    submission_notify_done(results=predict_pending_batch(own_ids=own_ids))
     return word

@@ -65,8 +65,9 @@ def test_submission_create_rejects_malformed_strokes(drawing):
 def test_prediction_is_idempotent_for_a_redelivered_task(active_model, drawing, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         submission = services.submission_create(image=drawing, content_type="image/png")
-    again = services.submission_predict(submission_id=str(submission.id))
-    assert again.attempts == 1 and again.status == Submission.Status.PREDICTED
+    assert services.submission_predict(submission_id=str(submission.id)) == Submission.Status.PREDICTED
+    submission.refresh_from_db()
+    assert submission.attempts == 1 and submission.status == Submission.Status.PREDICTED
 
 
 def test_a_missing_model_file_marks_the_submission_failed_with_the_reason(drawing, django_capture_on_commit_callbacks):
@@ -183,4 +184,6 @@ def test_a_batch_predicts_every_pending_row_once_in_one_task(active_model, drawi
     assert predicted.count() == 5 and {s.model_version_id for s in predicted} == {active_model.id}
     assert sorted(predicted.values_list("attempts", flat=True)) == [1] * 5
     for row in rows:  # the other rows' own tasks arrive later and find nothing to do
-        assert services.submission_predict(submission_id=str(row.id)).attempts == 1
+        assert services.submission_predict(submission_id=str(row.id)) == Submission.Status.PREDICTED
+        row.refresh_from_db()
+        assert row.attempts == 1
