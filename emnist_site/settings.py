@@ -300,6 +300,12 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connections before and after every task unless
+# this is set: one new PostgreSQL connection (a forked backend) per prediction, which cost more
+# CPU than the prediction. With it, a worker keeps its connection (closed every 2x this many
+# tasks), and emnist_site/celery.py drops a broken or old one between tasks as Django does
+# between requests (CONN_MAX_AGE, CONN_HEALTH_CHECKS).
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
 # Redis redelivers an unacknowledged message only after this many seconds; inference takes
 # milliseconds, so a short timeout recovers quickly from a dead worker.
 # Workers look for such messages every CELERY_UNACKED_RESTORE_INTERVAL seconds (kombu's default
