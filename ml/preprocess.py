@@ -150,12 +150,12 @@ def stroke_width(mask: np.ndarray) -> float:
 
     A stroke of length L and width w has area L*w and a boundary of about 2L pixels.
     """
-    area = int(mask.sum())
+    area = int(np.count_nonzero(mask))
     if area == 0:
         return 0.0
     padded = np.pad(mask, 1)
     interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    boundary = area - int(interior.sum())
+    boundary = area - int(np.count_nonzero(interior))
     return area / max(boundary / 2, 1.0)
 
 
@@ -187,14 +187,19 @@ def morph_array(a: np.ndarray, radius: int, op) -> np.ndarray:
     """
     if radius <= 0:
         return a
-    for axis in (0, 1):
-        padded = np.pad(a, [(radius, radius) if ax == axis else (0, 0) for ax in (0, 1)])
-        n = a.shape[axis]
-        out = padded.take(range(0, n), axis=axis)
-        for shift in range(1, 2 * radius + 1):
-            out = op(out, padded.take(range(shift, shift + n), axis=axis))
-        a = out
-    return np.ascontiguousarray(a)
+    rows, cols = a.shape
+    # Along each axis: the running op over a window of 2r+1, as views of one zero-padded copy.
+    padded = np.zeros((rows + 2 * radius, cols), dtype=a.dtype)
+    padded[radius : radius + rows] = a
+    out = padded[: rows].copy()
+    for shift in range(1, 2 * radius + 1):
+        op(out, padded[shift : shift + rows], out=out)
+    padded = np.zeros((rows, cols + 2 * radius), dtype=a.dtype)
+    padded[:, radius : radius + cols] = out
+    out = padded[:, :cols].copy()
+    for shift in range(1, 2 * radius + 1):
+        op(out, padded[:, shift : shift + cols], out=out)
+    return out
 
 
 def ink_to_emnist(ink: np.ndarray) -> np.ndarray:

@@ -51,17 +51,29 @@ def test_single_images_take_the_lite_path_and_agree_with_keras(predictor):
 def test_it_serves_single_images_with_tf_function_when_the_lite_model_cannot_be_had(tiny_model_path, monkeypatch):
     import ml.inference
 
-    monkeypatch.setattr(ml.inference, "_lite_interpreter", lambda model, threads: None)
+    monkeypatch.setattr(ml.inference, "_lite_model", lambda model: None)
     fallback = load_predictor(tiny_model_path)
-    assert fallback.single_path == "tf.function"
+    assert fallback.single_path == "tf.function" and fallback.batch_path == "tf.function"
     assert len(fallback.predict(an_image(), k=3)) == 3
+    assert len(fallback.predict_batch(np.stack([an_image(s) for s in range(70)]), k=3)) == 70
 
 
 def test_it_does_not_serve_a_lite_model_that_disagrees_with_keras(tiny_model_path, monkeypatch):
     import ml.inference
 
     monkeypatch.setattr(ml.inference, "LITE_TOLERANCE", -1.0)  # no conversion can pass
-    assert load_predictor(tiny_model_path).single_path == "tf.function"
+    predictor = load_predictor(tiny_model_path)
+    assert predictor.single_path == "tf.function" and predictor.batch_path == "tf.function"
+
+
+def test_batches_go_through_the_lite_batch_interpreter_and_agree_with_tf_function(predictor):
+    import ml.inference
+
+    assert predictor.batch_path == "tflite"
+    # Two full chunks of the batch interpreter and a remainder for the tf.function.
+    images = np.stack([an_image(s) for s in range(2 * ml.inference.LITE_BATCH + 5)])
+    expected = predictor._call(images.astype(np.float32)[..., None]).numpy()
+    assert np.allclose(predictor.probabilities(images), expected, atol=1e-5)
 
 
 def test_full_probabilities_sum_to_one(predictor):
