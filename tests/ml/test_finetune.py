@@ -16,6 +16,7 @@ from ml.train import predict_probs  # noqa: E402
 FAST = FinetuneConfig(
     batch_size=32, min_steps=40, max_steps=60, learning_rate=3e-3, augment_strength=0.0, calibration_rows=200,
     correction_share=0.25, freeze_convs=0, distill=0.0, merge_case_corrections=False, recalibration_target="labels",
+    interpolate=1.0,
 )
 
 
@@ -138,6 +139,24 @@ def test_the_pull_to_the_parent_moves_weights_back_after_every_step(tiny_model):
     assert not all(np.allclose(free[p], parent[p]) for p in paths)
 
 
+def test_interpolation_keeps_the_chosen_share_of_the_way_from_the_parent(tiny_model):
+    replay, style = blobs(300, seed=1), 255 - blobs(40, seed=2)[0]
+    config = {**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10}
+    parent = _weights_by_path(tiny_model)
+
+    def candidate(share):
+        return _weights_by_path(finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**config, "interpolate": share})).model)
+
+    full, half = candidate(1.0), candidate(0.5)  # the same seed, but CPU training is not bit-exact
+    paths = [v.path for v in tiny_model.trainable_weights]
+
+    def distance(weights):
+        return np.sqrt(sum(float(((weights[p] - parent[p]) ** 2).sum()) for p in paths))
+
+    assert distance(full) > 0
+    assert 0.4 < distance(half) / distance(full) < 0.6, (distance(half), distance(full))
+
+
 def test_recalibration_can_match_the_parents_mean_prediction(tiny_model):
     from ml.finetune import recalibrate_prior
 
@@ -176,5 +195,7 @@ def test_bad_recipe_values_are_refused(tiny_model):
     replay = blobs(100, seed=1)
     with pytest.raises(ValueError, match="replay must be"):
         finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "replay": "some"}))
+    with pytest.raises(ValueError, match="interpolate"):
+        finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "interpolate": 0.0}))
     with pytest.raises(ValueError, match="recalibration_target"):
         finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "recalibration_target": "x"}))
