@@ -4,7 +4,8 @@
 
 Single image: PNG bytes -> ml.preprocess.image_bytes_to_emnist -> Predictor.predict(k=5),
 timed per call after a warm-up; the median and p95 are reported. Batch: uint8 28x28
-validation images through Predictor.predict_batch, images per second.
+validation images through Predictor.predict_batch (the Lite batch interpreter on every core),
+images per second. This machine's speed varies from run to run by up to a fifth: run it twice.
 """
 
 import argparse
@@ -56,7 +57,7 @@ def main() -> int:
         t0 = time.perf_counter()
         predictor.predict_batch(batch, k=5)
         runs.append(time.perf_counter() - t0)
-    print(f"batch of {args.batch} -> top-5: best {args.batch / min(runs):.0f} images/s, "
+    print(f"batch of {args.batch} -> top-5 ({predictor.batch_path}): best {args.batch / min(runs):.0f} images/s, "
           f"median {args.batch / float(np.median(runs)):.0f} images/s")
     return 0
 
