@@ -356,7 +356,7 @@ def _apply_stored_prediction(submission: Submission, stored: dict) -> bool:
         }
     except (KeyError, TypeError, ValueError):
         return False
-    if values["status"] not in Submission.Status.values:
+    if values["status"] not in Submission.Status.values or (stored["predicted_at"] and predicted_at is None):
         return False
     for name, value in values.items():
         setattr(submission, name, value)

@@ -6,15 +6,18 @@ from django.db import OperationalError
 from recognition import services
 
 
-@shared_task(
-    name="recognition.tasks.predict_submission",
+# Both prediction tasks: acknowledged after the work, so a worker killed mid-task puts the
+# message back instead of dropping the drawing; a database that is down is retried with backoff.
+PREDICTION_TASK_OPTIONS = dict(
     acks_late=True,
-    # A worker killed mid-task puts the message back instead of dropping the submission.
     reject_on_worker_lost=True,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     max_retries=5,
 )
+
+
+@shared_task(name="recognition.tasks.predict_submission", **PREDICTION_TASK_OPTIONS)
 def predict_submission(submission_id: str) -> str | None:
     """Predict this submission, and other pending ones in the same batch (see submission_predict)."""
     try:
@@ -26,14 +29,7 @@ def predict_submission(submission_id: str) -> str | None:
         raise
 
 
-@shared_task(
-    name="recognition.tasks.predict_word",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=5,
-)
+@shared_task(name="recognition.tasks.predict_word", **PREDICTION_TASK_OPTIONS)
 def predict_word(word_id: str) -> str | None:
     """All characters of a word in one batch (one model call, not one task per character)."""
     try:

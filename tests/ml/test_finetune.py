@@ -125,29 +125,27 @@ def test_distillation_keeps_the_parents_answers_where_replay_labels_disagree(tin
     assert kept > 0.9 and misled < kept - 0.1, (kept, misled)
 
 
-def test_the_pull_to_the_parent_moves_weights_back_after_every_step(tiny_model):
+def _ten_step_candidate(tiny_model, **overrides) -> dict:
+    """Weights by path of a 10-step fine-tune of ``tiny_model`` on the style, no recalibration."""
     replay, style = blobs(300, seed=1), 255 - blobs(40, seed=2)[0]
-    config = {**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10}
+    config = FinetuneConfig(**{**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10, **overrides})
+    return _weights_by_path(finetune(tiny_model, style, np.full(40, 61), replay, config).model)
+
+
+def test_the_pull_to_the_parent_moves_weights_back_after_every_step(tiny_model):
     parent = _weights_by_path(tiny_model)
-
-    def candidate(pull):
-        return _weights_by_path(finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**config, "pull_to_parent": pull})).model)
-
-    free, held = candidate(0.0), candidate(1.0)  # 1.0: all the way back after each step
+    free = _ten_step_candidate(tiny_model, pull_to_parent=0.0)
+    held = _ten_step_candidate(tiny_model, pull_to_parent=1.0)  # all the way back after each step
     paths = [v.path for v in tiny_model.trainable_weights]
     assert all(np.allclose(held[p], parent[p]) for p in paths)
     assert not all(np.allclose(free[p], parent[p]) for p in paths)
 
 
 def test_interpolation_keeps_the_chosen_share_of_the_way_from_the_parent(tiny_model):
-    replay, style = blobs(300, seed=1), 255 - blobs(40, seed=2)[0]
-    config = {**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10}
     parent = _weights_by_path(tiny_model)
-
-    def candidate(share):
-        return _weights_by_path(finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**config, "interpolate": share})).model)
-
-    full, half = candidate(1.0), candidate(0.5)  # the same seed, but CPU training is not bit-exact
+    # The same seed, but CPU training is not bit-exact: compare distances, not weights.
+    full = _ten_step_candidate(tiny_model, interpolate=1.0)
+    half = _ten_step_candidate(tiny_model, interpolate=0.5)
     paths = [v.path for v in tiny_model.trainable_weights]
 
     def distance(weights):
