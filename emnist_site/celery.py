@@ -18,7 +18,8 @@ def close_old_connections(**kwargs) -> None:
     """Between tasks, what Django does between requests: close a database connection that
     failed (the database restarted) or outlived CONN_MAX_AGE, keep a good one. (Celery itself
     only closes every 2 x CELERY_DB_REUSE_MAX tasks, see settings.)"""
-    if getattr(kwargs.get("task") and kwargs["task"].request, "is_eager", False):
+    task = kwargs.get("task")
+    if task is not None and getattr(task.request, "is_eager", False):
         return  # in-process (eager): the request's own connection, Django manages it
     from django.db import close_old_connections as django_close_old_connections
 

@@ -87,16 +87,18 @@ class Predictor:
             interpreter.set_tensor(input_index, image.astype(np.float32).reshape(1, IMAGE_SIZE, IMAGE_SIZE, 1))
             interpreter.invoke()
             logits = interpreter.get_tensor(output_index)[0]
-        exp = np.exp(logits - logits.max())
-        return exp / exp.sum()
+        return _softmax(logits)
 
     def _lite_agrees(self) -> bool:
         probe = np.random.default_rng(0).integers(0, 256, size=(4, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         probe[0] = 0
         probe[0, 4:24, 12:16] = 255  # one stroke-like image besides the noise
-        expected = self._call(probe.astype(np.float32)[..., None]).numpy()
-        lite = np.stack([self._lite_probabilities(image) for image in probe])
-        return bool(np.abs(lite - expected).max() <= LITE_TOLERANCE)
+        return self._matches_keras(probe, np.stack([self._lite_probabilities(image) for image in probe]))
+
+    def _matches_keras(self, probe: np.ndarray, probabilities: np.ndarray) -> bool:
+        """Whether ``probabilities`` of (N, 28, 28[, 1]) ``probe`` are Keras's within LITE_TOLERANCE."""
+        expected = self._call(probe.astype(np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)).numpy()
+        return bool(np.abs(probabilities - expected).max() <= LITE_TOLERANCE)
 
     def _lite_batch_probabilities(self, chunk: np.ndarray) -> np.ndarray:
         """float32 (LITE_BATCH, 62) probabilities of float32 (LITE_BATCH, 28, 28, 1) pixels."""
@@ -105,13 +107,11 @@ class Predictor:
             interpreter.set_tensor(input_index, chunk)
             interpreter.invoke()
             logits = interpreter.get_tensor(output_index)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+        return _softmax(logits)
 
     def _lite_batch_agrees(self) -> bool:
         probe = np.random.default_rng(1).integers(0, 256, size=(LITE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 1)).astype(np.float32)
-        expected = self._call(probe).numpy()
-        return bool(np.abs(self._lite_batch_probabilities(probe) - expected).max() <= LITE_TOLERANCE)
+        return self._matches_keras(probe, self._lite_batch_probabilities(probe))
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -131,13 +131,12 @@ class Predictor:
             if images.dtype.kind not in "uif" or (images.size and (images.min() < 0 or images.max() > 255)):
                 raise InvalidImageError("image values must be numbers within 0..255")
         out = np.empty((len(images), NUM_CLASSES), dtype=np.float32)
-        start = 0
-        if self._lite_batch is not None:
-            for start in range(0, len(images) - LITE_BATCH + 1, LITE_BATCH):
-                chunk = images[start : start + LITE_BATCH].astype(np.float32)[..., None]
-                out[start : start + LITE_BATCH] = self._lite_batch_probabilities(chunk)
-            start = len(images) // LITE_BATCH * LITE_BATCH
-        for start in range(start, len(images), BATCH_CHUNK):
+        # Whole chunks of LITE_BATCH through the batch interpreter, the rest through the tf.function.
+        lite_end = len(images) // LITE_BATCH * LITE_BATCH if self._lite_batch is not None else 0
+        for start in range(0, lite_end, LITE_BATCH):
+            chunk = images[start : start + LITE_BATCH].astype(np.float32)[..., None]
+            out[start : start + LITE_BATCH] = self._lite_batch_probabilities(chunk)
+        for start in range(lite_end, len(images), BATCH_CHUNK):
             chunk = images[start : start + BATCH_CHUNK].astype(np.float32)[..., None]
             out[start : start + len(chunk)] = self._call(chunk).numpy()
         return out
@@ -159,6 +158,12 @@ class Predictor:
     def predict_batch(self, images: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-``k`` for each of uint8 (N, 28, 28) images."""
         return self.top_k(self.probabilities(images), k)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (the Lite models end in logits)."""
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def _lite_model(model) -> bytes | None:

@@ -318,9 +318,6 @@ class SubmissionCreateApi(APIView):
         return image, content_type.lower(), data.get("strokes"), data.get("source", Submission.Source.API)
 
 
-PREDICTION_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_version", "latency_ms", "error", "predicted_at"]
-
-
 def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
     """Wait for the worker's "done" notification (milliseconds once a worker is warm). It
     carries what the worker stored, so the answer needs no second read of the row; without
@@ -330,37 +327,11 @@ def _wait_for_prediction(submission: Submission, seconds: float) -> Submission:
 
     if seconds > 0 and not app.conf.task_always_eager:
         stored = services.submission_wait_done(submission_id=submission.id, timeout=seconds)
-        if isinstance(stored, dict) and _apply_stored_prediction(submission, stored):
+        if isinstance(stored, dict) and services.result_fields_apply(submission, stored):
             return submission
     # Only what the worker writes (not the image bytes just stored).
-    submission.refresh_from_db(fields=PREDICTION_FIELDS)
+    submission.refresh_from_db(fields=services.RESULT_FIELDS)
     return submission
-
-
-def _apply_stored_prediction(submission: Submission, stored: dict) -> bool:
-    """Set the worker's stored fields (``services.result_fields``) on ``submission``; False
-    if the message is not such a record (then the caller reads the row)."""
-    from django.utils.dateparse import parse_datetime
-
-    try:
-        predicted_at = parse_datetime(stored["predicted_at"]) if stored["predicted_at"] else None
-        values = {
-            "status": stored["status"],
-            "predicted_label": stored["predicted_label"],
-            "confidence": stored["confidence"],
-            "top_k": stored["top_k"],
-            "model_version_id": stored["model_version_id"],
-            "latency_ms": stored["latency_ms"],
-            "error": stored["error"],
-            "predicted_at": predicted_at,
-        }
-    except (KeyError, TypeError, ValueError):
-        return False
-    if values["status"] not in Submission.Status.values or (stored["predicted_at"] and predicted_at is None):
-        return False
-    for name, value in values.items():
-        setattr(submission, name, value)
-    return True
 
 
 def _wait_for_word(word: Word, seconds: float) -> Word:

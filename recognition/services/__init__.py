@@ -10,6 +10,8 @@ from recognition.services.model_versions import (
 from recognition.services.notifications import submission_notify_done, submission_wait_done
 from recognition.services.retraining import RetrainingBusy, retraining_run, retraining_schedule_ensure
 from recognition.services.submissions import (
+    RESULT_FIELDS,
+    result_fields_apply,
     submission_create,
     submission_fail,
     submission_predict,
@@ -19,6 +21,8 @@ from recognition.services.submissions import (
 from recognition.services.words import word_create, word_fail, word_predict
 
 __all__ = [
+    "RESULT_FIELDS",
+    "result_fields_apply",
     "correction_create",
     "correction_review",
     "model_version_activate",

@@ -69,7 +69,7 @@ def submission_notify_done(*, submission_ids=(), results: dict | None = None) ->
                 pipe.expire(_key(submission_id), NOTIFY_TTL_SECONDS)
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 - waiting requests fall back to 202 + polling
-        logger.warning("could not notify %d submissions: %s", len(submission_ids), exc)
+        logger.warning("could not notify %d submissions: %s", len(messages), exc)
 
 
 def submission_wait_done(*, submission_id, timeout: float) -> dict | bool | None:

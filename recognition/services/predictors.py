@@ -35,12 +35,18 @@ def predictor_get(*, model_version: ModelVersion):
         return predictor
 
 
+def _cached_here() -> tuple | None:
+    """The cache entry if this process loaded it (a forked child inherits its parent's)."""
+    cached = _cache
+    return cached if cached is not None and cached[0][0] == os.getpid() else None
+
+
 def predictor_peek():
     """The predictor this process has loaded (any version), or None: never loads."""
-    cached = _cache
-    return cached[1] if cached is not None and cached[0][0] == os.getpid() else None
+    cached = _cached_here()
+    return cached[1] if cached else None
 
 
 def predictor_loaded_version_id() -> int | None:
-    cached = _cache
-    return cached[0][1] if cached is not None and cached[0][0] == os.getpid() else None
+    cached = _cached_here()
+    return cached[0][1] if cached else None

@@ -211,8 +211,11 @@ def submission_predict(*, submission_id: str) -> str | None:
     started = Submission.objects.filter(id=submission_id, status=Submission.Status.PENDING).update(
         attempts=F("attempts") + 1
     )
+    def status_now() -> str | None:
+        return Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
+
     if not started:
-        status = Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
+        status = status_now()
         if status is None:
             logger.warning("submission %s vanished before prediction", submission_id)
         return status  # done already (a redelivery, or another task's batch took it)
@@ -220,7 +223,7 @@ def submission_predict(*, submission_id: str) -> str | None:
     results = predict_pending_batch(own_ids=[submission_id])
     submission_notify_done(results=results)
     result = results.get(str(submission_id))
-    return result["status"] if result else Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
+    return result["status"] if result else status_now()  # not in the batch: another worker's took it
 
 
 def _claim_pending(own_ids: list[str], batch_size: int) -> list[Submission]:
@@ -319,20 +322,32 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
 
 # What the worker writes, and the notification carries to the waiting request.
 RESULT_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_version", "latency_ms", "error", "predicted_at"]
+_RESULT_ATTNAMES = [Submission._meta.get_field(name).attname for name in RESULT_FIELDS]  # model_version_id
 
 
 def result_fields(row: Submission) -> dict:
-    """The stored prediction of ``row`` as JSON-ready values (``RESULT_FIELDS``)."""
-    return {
-        "status": row.status,
-        "predicted_label": row.predicted_label,
-        "confidence": row.confidence,
-        "top_k": row.top_k,
-        "model_version_id": row.model_version_id,
-        "latency_ms": row.latency_ms,
-        "error": row.error,
-        "predicted_at": row.predicted_at.isoformat() if row.predicted_at else None,
-    }
+    """The stored prediction of ``row`` as JSON-ready values (``RESULT_FIELDS``, by attname)."""
+    values = {name: getattr(row, name) for name in _RESULT_ATTNAMES}
+    values["predicted_at"] = row.predicted_at.isoformat() if row.predicted_at else None
+    return values
+
+
+def result_fields_apply(submission: Submission, stored: dict) -> bool:
+    """Set ``result_fields`` (as they come back from JSON) on ``submission``, all or none;
+    False if ``stored`` is not such a record (then the caller reads the row)."""
+    from django.utils.dateparse import parse_datetime
+
+    try:
+        predicted_at = parse_datetime(stored["predicted_at"]) if stored["predicted_at"] else None
+        values = {name: stored[name] for name in _RESULT_ATTNAMES}
+    except (KeyError, TypeError, ValueError):
+        return False
+    if values["status"] not in Submission.Status.values or (stored["predicted_at"] and predicted_at is None):
+        return False
+    values["predicted_at"] = predicted_at
+    for name, value in values.items():
+        setattr(submission, name, value)
+    return True
 
 
 def _fail_rows(ids: list[str], reason: str) -> dict[str, dict]:

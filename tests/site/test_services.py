@@ -190,7 +190,6 @@ def test_a_batch_predicts_every_pending_row_once_in_one_task(active_model, drawi
 
 
 def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row(active_model, drawing, django_capture_on_commit_callbacks):
-    from recognition.apis import _apply_stored_prediction
     from recognition.services.submissions import result_fields
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -203,15 +202,13 @@ def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row
     answered = Submission.objects.get(id=submission.id)
     for name in ("status", "predicted_label", "confidence", "top_k", "latency_ms", "error", "predicted_at"):
         setattr(answered, name, None)
-    assert _apply_stored_prediction(answered, json.loads(json.dumps(result_fields(row))))
+    assert services.result_fields_apply(answered, json.loads(json.dumps(result_fields(row))))
     for name in ("status", "predicted_label", "confidence", "top_k", "model_version_id", "latency_ms", "error", "predicted_at"):
         assert getattr(answered, name) == getattr(row, name), name
 
 
 @pytest.mark.parametrize("message", [{}, {"status": "predicted"}, {"status": "maybe", "predicted_label": "", "confidence": None, "top_k": [], "model_version_id": None, "latency_ms": None, "error": "", "predicted_at": None}, {"status": "predicted", "predicted_label": "a", "confidence": 1, "top_k": [], "model_version_id": 1, "latency_ms": 1, "error": "", "predicted_at": "not a date"}])
 def test_a_notification_that_is_not_a_stored_prediction_is_ignored(message, drawing):
-    from recognition.apis import _apply_stored_prediction
-
     submission = services.submission_create(image=drawing, content_type="image/png")  # db fixture: not queued
-    assert not _apply_stored_prediction(submission, message)
+    assert not services.result_fields_apply(submission, message)
     assert submission.status == Submission.Status.PENDING and submission.predicted_label == ""
