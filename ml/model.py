@@ -182,3 +182,30 @@ def allowed_set_accuracy(allowed, logits):
     top = ops.argmax(logits, axis=-1)
     hit = ops.take_along_axis(ops.cast(allowed, "float32"), ops.expand_dims(top, -1), axis=-1)
     return ops.squeeze(hit, -1)
+
+
+def distillation_loss(weight: float, temperature: float):
+    """A loss for targets ``[allowed | teacher probabilities]`` (B, 124): knowledge distillation.
+
+    ``(1 - weight) * allowed_set_loss`` on the label, plus ``weight * T^2 *`` the
+    cross-entropy between the teacher's and the student's softmax at temperature ``T``
+    (Hinton et al. 2015; the T^2 keeps the soft part's gradients at the hard part's
+    scale). The teacher's probabilities come in already softened at ``T``; they tell a
+    smaller network which case a merged-label row (ByMerge, Letters) most likely is and how
+    ambiguous each glyph looks, which hard labels cannot.
+    """
+
+    def loss(targets, logits):
+        allowed, soft = targets[:, :NUM_CLASSES], targets[:, NUM_CLASSES:]
+        hard = allowed_set_loss(allowed, logits)
+        student = ops.log_softmax(logits / temperature, axis=-1)
+        distilled = -ops.sum(ops.cast(soft, logits.dtype) * student, axis=-1) * temperature**2
+        return (1 - weight) * hard + weight * distilled
+
+    loss.__name__ = "distillation_loss"
+    return loss
+
+
+def distillation_accuracy(targets, logits):
+    """``allowed_set_accuracy`` on the label half of distillation targets."""
+    return allowed_set_accuracy(targets[:, :NUM_CLASSES], logits)

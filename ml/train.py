@@ -23,7 +23,14 @@ import numpy as np  # noqa: E402
 
 from ml.data import NUM_CLASSES, EmnistData, load_emnist  # noqa: E402
 from ml.evaluate import evaluate_probs, save_confusion_png, softmax, summary_line, write_report  # noqa: E402
-from ml.model import RandomDistortion, allowed_set_accuracy, allowed_set_loss, build_model  # noqa: E402
+from ml.model import (  # noqa: E402
+    RandomDistortion,
+    allowed_set_accuracy,
+    allowed_set_loss,
+    build_model,
+    distillation_accuracy,
+    distillation_loss,
+)
 
 
 @dataclass
@@ -46,6 +53,11 @@ class TrainConfig:
     # ml.preprocess (ml.synth.canvas_roundtrip): the site's own input, see ml/MODEL.md.
     canvas_share: float = 0.0
     init_from: str | None = None  # start from this .keras model's weights (fine-tuning)
+    # Knowledge distillation: learn also from this .keras model's softened outputs (a smaller
+    # network taught by a bigger one; see ml/MODEL.md). Weight of the soft part, temperature.
+    distill_from: str | None = None
+    distill_weight: float = 0.7
+    distill_temperature: float = 2.0
     seed: int = 1
     limit: int | None = None  # train on a seeded subset of this many rows (tests, smoke runs)
 
@@ -105,6 +117,25 @@ def correct_prior(model: keras.Model, trained_prior: np.ndarray, target_prior: n
     model.get_layer("logits").set_weights([kernel, bias.astype(kernel.dtype)])
 
 
+def teacher_probs(path: str | Path, images: np.ndarray, temperature: float) -> np.ndarray:
+    """float32 (N, 62): the teacher model's softmax at ``temperature``, as it was trained.
+
+    A model written by ``train_and_report`` carries its prior correction in the output bias;
+    when its report (``<stem>.report.json``) records that correction it is taken back out,
+    so the soft targets describe the training mix, like the hard labels beside them (the
+    student gets its own correction afterwards).
+    """
+    teacher = keras.models.load_model(path, compile=False)
+    logits = teacher.predict(_as_input(images), batch_size=1024, verbose=0).astype(np.float64)
+    report = Path(path).with_suffix("").with_suffix(".report.json")
+    if report.is_file():
+        prior = json.loads(report.read_text()).get("prior")
+        if prior:
+            eps = 1e-6
+            logits -= np.log(np.asarray(prior["target"]) + eps) - np.log(np.asarray(prior["trained"]) + eps)
+    return softmax(logits / temperature).astype(np.float32)
+
+
 def canvas_rows(images: np.ndarray, allowed: np.ndarray, config: TrainConfig, work_dir: str | Path):
     """The canvas round-trip copies of a seeded ``config.canvas_share`` of the rows, cached in ``work_dir``.
 
@@ -148,6 +179,15 @@ def fit(
     if config.canvas_share > 0:
         extra_images, extra_allowed = canvas_rows(images, allowed, config, work_dir)
         images, allowed = np.concatenate([images, extra_images]), np.concatenate([allowed, extra_allowed])
+    targets, loss, metric = allowed.astype(np.float32), allowed_set_loss, allowed_set_accuracy
+    val_targets = np.eye(NUM_CLASSES, dtype=np.float32)[data.val_labels]
+    if config.distill_from:
+        started = time.perf_counter()
+        soft = teacher_probs(config.distill_from, images, config.distill_temperature)
+        print(f"teacher outputs: {len(images)} rows in {time.perf_counter() - started:.0f}s", flush=True)
+        targets = np.concatenate([targets, soft], axis=1)
+        val_targets = np.concatenate([val_targets, val_targets], axis=1)
+        loss, metric = distillation_loss(config.distill_weight, config.distill_temperature), distillation_accuracy
     if model is None and config.init_from:
         model = keras.models.load_model(config.init_from, compile=False)
     if model is None:
@@ -168,11 +208,10 @@ def fit(
     trainer = keras.Sequential([*stages, model])
     trainer.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
-        loss=allowed_set_loss,
-        metrics=[allowed_set_accuracy],
+        loss=loss,
+        metrics=[metric],
         jit_compile=False,  # XLA measured ~40% slower here on CPU
     )
-    val_allowed = np.eye(NUM_CLASSES, dtype=np.float32)[data.val_labels]
     callbacks = [
         keras.callbacks.BackupAndRestore(str(Path(work_dir) / "backup"), save_freq="epoch", delete_checkpoint=True),
         EpochLog(config.epochs, len(images), stream=log_stream),
@@ -180,10 +219,10 @@ def fit(
     ]
     trainer.fit(
         _as_input(images),
-        allowed.astype(np.float32),
+        targets,
         batch_size=config.batch_size,
         epochs=config.epochs,
-        validation_data=(_as_input(data.val_images), val_allowed),
+        validation_data=(_as_input(data.val_images), val_targets),
         callbacks=callbacks,
         shuffle=True,
         verbose=0,
@@ -240,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            kind = {"init_from": str, "limit": int}.get(field_name, type(value))
+            kind = {"init_from": str, "distill_from": str, "limit": int}.get(field_name, type(value))
             parser.add_argument(flag, type=kind, default=value)
     args = parser.parse_args(argv)
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})

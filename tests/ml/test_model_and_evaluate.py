@@ -18,6 +18,25 @@ def test_allowed_set_loss_is_cross_entropy_for_an_exact_label_and_summed_mass_fo
     assert loss[1] == pytest.approx(-np.log(probs[1, 12] + probs[1, 38]), rel=1e-5)
 
 
+def test_distillation_loss_mixes_the_label_loss_and_the_softened_teacher_cross_entropy():
+    from ml.model import allowed_set_loss, distillation_loss
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, NUM_CLASSES)).astype(np.float32)
+    teacher = rng.normal(size=(3, NUM_CLASSES))
+    soft = np.exp(teacher / 2) / np.exp(teacher / 2).sum(axis=1, keepdims=True)
+    allowed = np.eye(NUM_CLASSES, dtype=np.float32)[[4, 9, 30]]
+    targets = np.concatenate([allowed, soft], axis=1).astype(np.float32)
+    student = logits / 2 - np.log(np.exp(logits / 2).sum(axis=1, keepdims=True))
+    expected_soft = -(soft * student).sum(axis=1) * 4
+    hard = np.asarray(allowed_set_loss(allowed, logits))
+
+    loss = np.asarray(distillation_loss(0.7, 2.0)(targets, logits))
+    assert loss == pytest.approx(0.3 * hard + 0.7 * expected_soft, rel=1e-4)
+    # Weight 0 is the label loss alone, whatever the teacher says.
+    assert np.asarray(distillation_loss(0.0, 2.0)(targets, logits)) == pytest.approx(hard, rel=1e-5)
+
+
 def test_allowed_set_accuracy_counts_any_allowed_class_as_right():
     from ml.model import allowed_set_accuracy
 

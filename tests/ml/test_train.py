@@ -147,3 +147,48 @@ def test_a_run_can_start_from_an_existing_model(tmp_path):
     first_start, first_after = start.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0]
     assert first_start.shape == first_after.shape
     assert 0 < np.abs(first_after - first_start).max() < 0.1  # a fresh init differs by ~0.5
+
+
+def test_teacher_probs_take_the_teachers_prior_correction_back_out(tmp_path):
+    from ml.model import build_model
+    from ml.train import correct_prior, predict_probs, teacher_probs
+
+    teacher = build_model(width=4, dense=8)
+    images = tiny_data(40).train_images
+    as_trained = predict_probs(teacher, images)
+    trained = np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+    target = np.linspace(1, 3, NUM_CLASSES)
+    target /= target.sum()
+    correct_prior(teacher, trained, target)
+    teacher.save(tmp_path / "teacher.keras")
+    # Without a report the outputs are taken as they are (the correction stays in).
+    assert not np.allclose(teacher_probs(tmp_path / "teacher.keras", images, 1.0), as_trained, atol=1e-4)
+    (tmp_path / "teacher.report.json").write_text(json.dumps({"prior": {"trained": trained.tolist(), "target": target.tolist()}}))
+    assert np.allclose(teacher_probs(tmp_path / "teacher.keras", images, 1.0), as_trained, atol=1e-4)
+    softened = teacher_probs(tmp_path / "teacher.keras", images, 4.0)
+    assert softened.max(axis=1).mean() < as_trained.max(axis=1).mean()  # a higher temperature is flatter
+
+
+def test_a_student_distilled_with_full_weight_learns_the_teacher_not_the_labels(tmp_path):
+    """With distill_weight 1 only the teacher teaches: a student given every label as class 0
+    still sorts the three bars as the teacher does."""
+    devnull = open("/dev/null", "w")
+    data = tiny_data()
+    # Trained long enough to be confident: a 3-epoch teacher's outputs are still nearly uniform.
+    teacher = fit(data, TrainConfig(**{**CONFIG.__dict__, "epochs": 12}), tmp_path / "t", log_stream=devnull)
+    teacher.save(tmp_path / "teacher.keras")
+    wrong = np.zeros_like(data.train_allowed)
+    wrong[:, 0] = True
+    mislabelled = EmnistData(data.train_images, wrong, data.val_images, data.val_labels, {"_totals": {}})
+    config = TrainConfig(
+        epochs=3, batch_size=32, width=4, dense=16, learning_rate=5e-3, prior_correction=False,
+        distill_from=str(tmp_path / "teacher.keras"), distill_weight=1.0, distill_temperature=1.0,
+    )
+    from ml.train import predict_probs
+
+    student = fit(mislabelled, config, tmp_path / "s", log_stream=devnull)
+    said = predict_probs(teacher, data.val_images).argmax(1)
+    assert (predict_probs(student, data.val_images).argmax(1) == said).mean() > 0.8
+    # The same labels without the teacher: mostly class 0, right only where class 0 is.
+    alone = fit(mislabelled, TrainConfig(**{**CONFIG.__dict__, "prior_correction": False}), tmp_path / "a", log_stream=devnull)
+    assert (predict_probs(alone, data.val_images).argmax(1) == said).mean() < 0.6
