@@ -1,4 +1,10 @@
-"""Tell a waiting request that its prediction is stored, instead of having it poll the row.
+"""The web and the workers signalling each other through the broker's Redis.
+
+* A waiting request is told that its prediction is stored, instead of polling the row.
+* At most one prediction task is queued at a time for submissions (the "wake-up"), since
+  one task predicts every pending row (see ``prediction_wake_claim``).
+
+Telling a waiting request:
 
 The worker pushes onto a per-submission Redis list (``submission:<id>:done``) after the row is
 committed; the request blocks on it with BLPOP. A list, not pub/sub: a push that happens
@@ -70,6 +76,43 @@ def submission_notify_done(*, submission_ids=(), results: dict | None = None) ->
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 - waiting requests fall back to 202 + polling
         logger.warning("could not notify %d submissions: %s", len(messages), exc)
+
+
+WAKE_KEY = "predictions:wake"
+# Outlives any normal wait for a free worker; bounds how long a lost task message (a worker
+# killed with it) can make new submissions skip queueing their own.
+WAKE_TTL_SECONDS = 5
+
+
+def prediction_wake_claim() -> bool:
+    """True if the caller should queue a prediction task: none is queued yet.
+
+    A task drains every pending submission (``submission_predict``) and clears the mark when
+    it starts, before it claims rows. So a row committed while the mark is set is claimed by
+    the task that set it, and under load one task serves a whole batch of requests instead
+    of each request queueing a task that finds its row already predicted. Without Redis
+    (eager mode, or Redis unreachable) the answer is True: queue as before.
+    """
+    client = _redis()
+    if client is None:
+        return True
+    try:
+        return bool(client.set(WAKE_KEY, b"1", nx=True, ex=WAKE_TTL_SECONDS))
+    except Exception as exc:  # noqa: BLE001 - the broker is down: queueing will say so
+        logger.warning("could not check the prediction wake-up: %s", exc)
+        return True
+
+
+def prediction_wake_release() -> None:
+    """Clear the mark: the next submission queues its own task. Called by a task as it starts
+    (before claiming rows), and by a request whose task could not be queued. Never raises."""
+    client = _redis()
+    if client is None:
+        return
+    try:
+        client.delete(WAKE_KEY)
+    except Exception as exc:  # noqa: BLE001 - the mark expires by itself
+        logger.warning("could not clear the prediction wake-up: %s", exc)
 
 
 def submission_wait_done(*, submission_id, timeout: float) -> dict | bool | None:

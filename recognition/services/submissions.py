@@ -132,14 +132,20 @@ QUEUE_DELAYED_NOTE = "Prediction delayed: the task queue was unreachable; it is 
 
 
 def _queue_prediction(submission_id: str) -> None:
+    """Queue a prediction task for this row, unless one is queued already: that task drains
+    every pending row, this one included (``prediction_wake_claim``)."""
+    from recognition.services.notifications import prediction_wake_claim, prediction_wake_release
     from recognition.tasks import predict_submission as predict_submission_task
 
-    queue_or_note(predict_submission_task, submission_id, Submission.objects.filter(id=submission_id))
+    if not prediction_wake_claim():
+        return
+    if not queue_or_note(predict_submission_task, submission_id, Submission.objects.filter(id=submission_id)):
+        prediction_wake_release()  # nothing was queued: the next request must try again
 
 
-def queue_or_note(task, arg: str, rows) -> None:
+def queue_or_note(task, arg: str, rows) -> bool:
     """Queue ``task(arg)`` on `inference`; with the broker unreachable, note the delay on the
-    still-pending ``rows`` instead of failing them (or answering 500).
+    still-pending ``rows`` instead of failing them (or answering 500). True if queued.
 
     Not "failed": the rows are stored, and submission_requeue_stale queues them again once
     the broker is back. The note tells the client why it is slow.
@@ -149,6 +155,8 @@ def queue_or_note(task, arg: str, rows) -> None:
     except Exception as exc:  # noqa: BLE001 - any broker failure: the rows wait, not a 500
         logger.warning("could not queue %s(%s): %s", task.name, arg, exc)
         rows.filter(status=Submission.Status.PENDING).update(error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000])
+        return False
+    return True
 
 
 def submission_requeue_stale(*, older_than_seconds: float | None = None, limit: int = 1000) -> int:
@@ -188,42 +196,62 @@ def submission_fail(*, submission_id: str, reason: str) -> None:
     submission_notify_done(submission_ids=[submission_id])
 
 
+# A task drains at most this many batches, then queues a successor, so that other queued
+# work (words, another worker's turn) is not held behind an endless stream of drawings.
+DRAIN_MAX_BATCHES = 50
+
+
 def submission_predict(*, submission_id: str) -> str | None:
-    """Run the active model on a pending submission, and on other pending ones with it.
+    """Run the active model on a pending submission, and on every other pending one.
 
     Worker-side batching: the task claims its own row and up to SUBMISSION_BATCH_SIZE - 1
     other pending rows (``SELECT ... FOR UPDATE SKIP LOCKED``, so two workers never claim the
     same row), runs one batch through the model and stores every top-k in the same
-    transaction. A worker killed mid-batch rolls the transaction back: the rows are pending
-    again and the redelivered message (acks_late) or the next batch predicts them.
+    transaction; then it claims the next batch, until a claim comes back short of a full
+    batch. A worker killed mid-batch rolls the transaction back: the rows are pending again
+    and the redelivered message (acks_late) or the next batch predicts them.
+
+    Draining is what lets requests queue one task between them (``prediction_wake_claim``):
+    the task clears the wake-up mark first, so a row committed before that is claimed here,
+    and a row committed after it queues a task of its own.
 
     Idempotent: a redelivered task, or the task of a row someone else's batch took, finds
-    the row done and returns. A missing or broken model marks the claimed rows failed with
-    the reason and records it on the model version (health and admin show it).
+    the row done (and drains whatever else is pending). A missing or broken model marks the
+    claimed rows failed with the reason and records it on the model version (health and
+    admin show it).
 
     Returns:
         The submission's status afterwards, or None if it does not exist. (Not the row: the
         worker does not need it, and reading it back cost a query per task.)
     """
-    from recognition.services.notifications import submission_notify_done
+    from recognition.services.notifications import prediction_wake_release, submission_notify_done
 
+    prediction_wake_release()
     # One statement both counts the attempt and tells whether there is anything to do.
     started = Submission.objects.filter(id=submission_id, status=Submission.Status.PENDING).update(
         attempts=F("attempts") + 1
     )
-    def status_now() -> str | None:
-        return Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
+    batch_size = max(1, settings.SUBMISSION_BATCH_SIZE)
+    own, batches = None, 1
+    results = predict_pending_batch(own_ids=[submission_id] if started else [])
+    while True:
+        submission_notify_done(results=results)
+        own = own or results.get(str(submission_id))
+        if len(results) < batch_size:
+            break  # nothing left that another task has not claimed
+        if batches >= DRAIN_MAX_BATCHES:
+            _queue_prediction(submission_id)  # more is pending: a successor goes on
+            break
+        results = predict_pending_batch(own_ids=[])
+        batches += 1
 
-    if not started:
-        status = status_now()
-        if status is None:
-            logger.warning("submission %s vanished before prediction", submission_id)
-        return status  # done already (a redelivery, or another task's batch took it)
-
-    results = predict_pending_batch(own_ids=[submission_id])
-    submission_notify_done(results=results)
-    result = results.get(str(submission_id))
-    return result["status"] if result else status_now()  # not in the batch: another worker's took it
+    if own is not None:
+        return own["status"]
+    # Done already (a redelivery, or another task's batch took it), or not in our batches.
+    status = Submission.objects.filter(id=submission_id).values_list("status", flat=True).first()
+    if status is None:
+        logger.warning("submission %s vanished before prediction", submission_id)
+    return status
 
 
 def _claim_pending(own_ids: list[str], batch_size: int) -> list[Submission]:

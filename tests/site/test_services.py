@@ -145,20 +145,29 @@ def test_review_records_who_and_when_and_skips_already_reviewed(drawing, staff, 
     assert (correction.status, correction.reviewer, correction.reviewed_at is not None) == ("approved", staff, True)
 
 
-def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(active_model, drawing, settings, django_capture_on_commit_callbacks):
+def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(active_model, drawing, settings, monkeypatch, django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    settings.SUBMISSION_BATCH_SIZE = 1  # each task predicts only its own row here
+    from recognition import tasks
+
+    settings.SUBMISSION_BATCH_SIZE = 1  # one message per pending row
     # Stored while the broker was down: pending, never queued (the db fixture never commits).
     old = [services.submission_create(image=drawing, content_type="image/png") for _ in range(2)]
     recent = services.submission_create(image=drawing, content_type="image/png")
     Submission.objects.filter(id__in=[s.id for s in old]).update(created_at=timezone.now() - timedelta(minutes=5))
+    queued = []
+    real_apply_async = tasks.predict_submission.apply_async
+    monkeypatch.setattr(
+        tasks.predict_submission, "apply_async", lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw)
+    )
 
     assert services.submission_requeue_stale(older_than_seconds=60) == 2
+    assert sorted(queued) == sorted(str(s.id) for s in old)  # the recent row is not queued again...
     statuses = dict(Submission.objects.values_list("id", "status"))
-    assert [statuses[s.id] for s in old] == ["predicted", "predicted"] and statuses[recent.id] == "pending"
+    # ...but the first task drains every pending row, the recent one too.
+    assert [statuses[s.id] for s in [*old, recent]] == ["predicted"] * 3
     assert services.submission_requeue_stale(older_than_seconds=60) == 0  # nothing left: nothing queued
     assert Submission.objects.get(id=old[0].id).attempts == 1
 
@@ -187,6 +196,36 @@ def test_a_batch_predicts_every_pending_row_once_in_one_task(active_model, drawi
         assert services.submission_predict(submission_id=str(row.id)) == Submission.Status.PREDICTED
         row.refresh_from_db()
         assert row.attempts == 1
+
+
+def test_a_task_drains_pending_rows_batch_after_batch_even_when_its_own_is_done(active_model, drawing, settings):
+    settings.SUBMISSION_BATCH_SIZE = 2
+    first = services.submission_create(image=drawing, content_type="image/png")  # not queued: db fixture
+    services.submission_predict(submission_id=str(first.id))
+    # Five rows whose requests queued no task of their own (one was queued already).
+    rows = [services.submission_create(image=drawing, content_type="image/png") for _ in range(5)]
+    # A task whose row is done still claims every pending row: 2 + 2 + 1.
+    assert services.submission_predict(submission_id=str(first.id)) == Submission.Status.PREDICTED
+    assert Submission.objects.filter(status="predicted").count() == 6
+    assert sorted(Submission.objects.filter(id__in=[r.id for r in rows]).values_list("attempts", flat=True)) == [1] * 5
+
+
+def test_a_long_drain_hands_over_to_a_queued_successor(active_model, drawing, settings, monkeypatch):
+    from recognition import tasks
+    from recognition.services import submissions
+
+    settings.SUBMISSION_BATCH_SIZE = 1
+    monkeypatch.setattr(submissions, "DRAIN_MAX_BATCHES", 1)
+    queued = []
+    real_apply_async = tasks.predict_submission.apply_async
+    monkeypatch.setattr(
+        tasks.predict_submission, "apply_async", lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw)
+    )
+    rows = [services.submission_create(image=drawing, content_type="image/png") for _ in range(3)]  # not queued
+    services.submission_predict(submission_id=str(rows[0].id))
+    # One batch per task, each queueing the next (eager here: run at once) until a claim is short.
+    assert queued == [str(rows[0].id)] * 3
+    assert Submission.objects.filter(status="predicted").count() == 3
 
 
 def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row(active_model, drawing, django_capture_on_commit_callbacks):

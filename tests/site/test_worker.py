@@ -125,6 +125,29 @@ def test_the_api_answers_202_and_the_poll_url_gets_the_worker_result(anon, activ
     assert body["status"] == "predicted" and body["predicted_label"] in CLASSES
 
 
+def test_requests_queue_one_task_between_them_and_it_predicts_them_all(anon, active_model, drawing, start_worker, broker):
+    import redis
+
+    from recognition.services.notifications import WAKE_KEY
+
+    client = redis.Redis.from_url(broker)
+    with override_settings(SUBMISSION_BATCH_SIZE=2):  # the worker's own setting is the default, 32
+        ids = [post_drawing(anon, drawing).json()["id"] for _ in range(4)]
+    # No worker yet: the first request queued a task, the other three saw it queued.
+    assert client.llen("inference") == 1 and client.ttl(WAKE_KEY) > 0
+    worker = start_worker(SUBMISSION_BATCH_SIZE="2")  # two batches of two for the one task
+    rows = wait_for(
+        lambda: (r := list(Submission.objects.filter(id__in=ids))) and all(s.status != "pending" for s in r) and r,
+        120, worker, "the four predictions",
+    )
+    assert {row.status for row in rows} == {"predicted"} and {row.attempts for row in rows} == {1}
+    assert worker.tail().count("recognition.tasks.predict_submission") >= 1 and client.exists(WAKE_KEY) == 0
+    # The task cleared the mark as it started: the next request queues its own (nothing else
+    # would predict it: no beat runs the re-queue sweep here).
+    later = post_drawing(anon, drawing).json()["id"]
+    wait_for(lambda: Submission.objects.get(id=later).status == "predicted", 60, worker, "the next request's task")
+
+
 def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_model, drawing, start_worker):
     # The first worker sleeps inside the task long enough to be killed there; Redis hands the
     # unacknowledged message to the next worker after the visibility timeout.
