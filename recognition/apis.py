@@ -135,6 +135,9 @@ class CorrectionOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+_DATETIME = serializers.DateTimeField()  # its ISO 8601 output, for the hand-written representations
+
+
 class SubmissionOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     url = serializers.SerializerMethodField()
@@ -155,6 +158,37 @@ class SubmissionOutputSerializer(serializers.Serializer):
 
     def get_url(self, obj) -> str:
         return reverse("api:submission-detail", kwargs={"submission_id": obj.id})
+
+    def to_representation(self, obj) -> dict:
+        """What DRF's generic loop over the fields above gives, written out.
+
+        The loop deep-copies the 17 declared fields for every instance and calls each one: about
+        0.8 ms a submission, more than the INSERT of the drawing, and 20 times that for a page
+        of a list. The declared fields stay the schema (and the documentation); a test checks
+        that this gives exactly what the generic loop gives.
+        """
+
+        def optional(convert, value):
+            return None if value is None else convert(value)
+
+        return {
+            "id": str(obj.id),
+            "url": self.get_url(obj),
+            "status": str(obj.status),
+            "source": str(obj.source),
+            "predicted_label": optional(str, obj.predicted_label),
+            "confidence": optional(float, obj.confidence),
+            "top_k": optional(lambda top: [{"label": str(p["label"]), "probability": float(p["probability"])} for p in top], obj.top_k),
+            "model_version": optional(int, obj.model_version_id),
+            "latency_ms": optional(float, obj.latency_ms),
+            "error": optional(str, obj.error),
+            "input_image": self.get_input_image(obj),
+            "correction": self.get_correction(obj),
+            "created_at": optional(_DATETIME.to_representation, obj.created_at),
+            "predicted_at": optional(_DATETIME.to_representation, obj.predicted_at),
+            "word": optional(str, obj.word_id),
+            "position": optional(int, obj.position),
+        }
 
     def get_input_image(self, obj) -> str:
         return input28_data_url(obj)

@@ -216,3 +216,28 @@ def test_a_validation_error_has_detail_code_and_the_field_messages(anon):
     body = anon.post(SUBMISSIONS, {"strokes": []}, format="json").json()
     assert body["code"] == "invalid" and body["detail"] == "image_base64: This field is required."
     assert body["errors"] == {"image_base64": ["This field is required."]}
+
+
+@pytest.mark.django_db
+def test_the_written_out_submission_representation_is_what_the_declared_fields_give(active_model, drawing):
+    """SubmissionOutputSerializer writes its output by hand for speed; the declared fields
+    (the schema) must give exactly the same for every kind of row."""
+    from rest_framework import serializers
+
+    from recognition import services
+    from recognition.apis import SubmissionOutputSerializer
+
+    pending = services.submission_create(image=drawing, content_type="image/png")  # db fixture: not queued
+    predicted = services.submission_create(image=drawing, content_type="image/png", source="canvas")
+    services.submission_predict(submission_id=str(predicted.id))
+    services.correction_create(submission=Submission.objects.get(id=predicted.id), label="x")
+    failed = services.submission_create(image=drawing, content_type="image/png")
+    services.submission_fail(submission_id=str(failed.id), reason="Prediction failed: a test")
+    word = services.word_create(image=canvas_png(), content_type="image/png")
+    rows = [*Submission.objects.filter(id__in=[pending.id, predicted.id, failed.id]), *word.characters.all()]
+    assert {row.status for row in rows} == {"pending", "predicted", "failed"} and any(row.word_id for row in rows)
+    for row in rows:
+        for context in ({}, {"new": True}):
+            serializer = SubmissionOutputSerializer(row, context=context)
+            assert serializer.data == serializers.Serializer.to_representation(serializer, row), (row.status, context)
+    assert SubmissionOutputSerializer(Submission.objects.get(id=predicted.id)).data["correction"]["label"] == "x"
