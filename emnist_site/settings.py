@@ -334,6 +334,9 @@ CACHE_URL = os.getenv("CACHE_URL", "") or (
     CELERY_BROKER_URL if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else "locmem://"
 )
 CACHES = {"default": cache_from_url(CACHE_URL)}
+# Sessions are read from the cache (one Redis GET instead of a database query per request)
+# and stored in the database; a cache outage falls back to the database (recognition/sessions.py).
+SESSION_ENGINE = "recognition.sessions"
 # Requests per client (signed-in user, else the visitor's session, else the IP address) and per
 # IP address on the write endpoints; "off" disables one. Many people can share an IP (offices,
 # phone carriers), hence its higher limit.
