@@ -52,7 +52,9 @@ class TrainConfig:
     # Share of the training rows added a second time as canvas drawings sent through
     # ml.preprocess (ml.synth.canvas_roundtrip): the site's own input, see ml/MODEL.md.
     canvas_share: float = 0.0
-    init_from: str | None = None  # start from this .keras model's weights (fine-tuning)
+    # Start from this .keras model (fine-tuning): its architecture, so width/dense/dropout above
+    # are not used (the report still lists their values).
+    init_from: str | None = None
     # Knowledge distillation: learn also from this .keras model's softened outputs (a smaller
     # network taught by a bigger one; see ml/MODEL.md). Weight of the soft part, temperature.
     distill_from: str | None = None
