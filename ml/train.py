@@ -113,10 +113,15 @@ def correct_prior(model: keras.Model, trained_prior: np.ndarray, target_prior: n
     extra MNIST, Digits and Letters files); this moves the decision back to the
     distribution the site sees, without retraining.
     """
-    eps = 1e-6
     kernel, bias = model.get_layer("logits").get_weights()
-    bias = bias + np.log(target_prior + eps) - np.log(trained_prior + eps)
+    bias = bias + prior_shift(trained_prior, target_prior)
     model.get_layer("logits").set_weights([kernel, bias.astype(kernel.dtype)])
+
+
+def prior_shift(trained_prior, target_prior) -> np.ndarray:
+    """log(target / trained) per class: what ``correct_prior`` adds to the output bias."""
+    eps = 1e-6
+    return np.log(np.asarray(target_prior) + eps) - np.log(np.asarray(trained_prior) + eps)
 
 
 def teacher_probs(path: str | Path, images: np.ndarray, temperature: float) -> np.ndarray:
@@ -133,8 +138,7 @@ def teacher_probs(path: str | Path, images: np.ndarray, temperature: float) -> n
     if report.is_file():
         prior = json.loads(report.read_text()).get("prior")
         if prior:
-            eps = 1e-6
-            logits -= np.log(np.asarray(prior["target"]) + eps) - np.log(np.asarray(prior["trained"]) + eps)
+            logits -= prior_shift(prior["trained"], prior["target"])
     return softmax(logits / temperature).astype(np.float32)
 
 

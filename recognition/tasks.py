@@ -19,7 +19,7 @@ PREDICTION_TASK_OPTIONS = dict(
 
 @shared_task(name="recognition.tasks.predict_submission", **PREDICTION_TASK_OPTIONS)
 def predict_submission(submission_id: str) -> str | None:
-    """Predict this submission, and other pending ones in the same batch (see submission_predict)."""
+    """Predict this submission, and every other pending one, batch after batch (see submission_predict)."""
     try:
         return services.submission_predict(submission_id=submission_id)
     except OperationalError:

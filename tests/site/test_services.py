@@ -145,23 +145,29 @@ def test_review_records_who_and_when_and_skips_already_reviewed(drawing, staff, 
     assert (correction.status, correction.reviewer, correction.reviewed_at is not None) == ("approved", staff, True)
 
 
+def record_queued_predictions(monkeypatch) -> list:
+    """The ids predict_submission is queued with from now on (queued as before, too)."""
+    from recognition import tasks
+
+    queued = []
+    real_apply_async = tasks.predict_submission.apply_async
+    monkeypatch.setattr(
+        tasks.predict_submission, "apply_async", lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw)
+    )
+    return queued
+
+
 def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(active_model, drawing, settings, monkeypatch, django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
-
-    from recognition import tasks
 
     settings.SUBMISSION_BATCH_SIZE = 1  # one message per pending row
     # Stored while the broker was down: pending, never queued (the db fixture never commits).
     old = [services.submission_create(image=drawing, content_type="image/png") for _ in range(2)]
     recent = services.submission_create(image=drawing, content_type="image/png")
     Submission.objects.filter(id__in=[s.id for s in old]).update(created_at=timezone.now() - timedelta(minutes=5))
-    queued = []
-    real_apply_async = tasks.predict_submission.apply_async
-    monkeypatch.setattr(
-        tasks.predict_submission, "apply_async", lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw)
-    )
+    queued = record_queued_predictions(monkeypatch)
 
     assert services.submission_requeue_stale(older_than_seconds=60) == 2
     assert sorted(queued) == sorted(str(s.id) for s in old)  # the recent row is not queued again...
@@ -211,16 +217,11 @@ def test_a_task_drains_pending_rows_batch_after_batch_even_when_its_own_is_done(
 
 
 def test_a_long_drain_hands_over_to_a_queued_successor(active_model, drawing, settings, monkeypatch):
-    from recognition import tasks
     from recognition.services import submissions
 
     settings.SUBMISSION_BATCH_SIZE = 1
     monkeypatch.setattr(submissions, "DRAIN_MAX_BATCHES", 1)
-    queued = []
-    real_apply_async = tasks.predict_submission.apply_async
-    monkeypatch.setattr(
-        tasks.predict_submission, "apply_async", lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw)
-    )
+    queued = record_queued_predictions(monkeypatch)
     rows = [services.submission_create(image=drawing, content_type="image/png") for _ in range(3)]  # not queued
     services.submission_predict(submission_id=str(rows[0].id))
     # One batch per task, each queueing the next (eager here: run at once) until a claim is short.
