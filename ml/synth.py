@@ -16,32 +16,40 @@ from ml.data import to_upright
 from ml.preprocess import morph_array
 
 
-def render_canvas_ink(image: np.ndarray, rng: np.random.Generator, canvas: int | None = None) -> np.ndarray:
+def render_canvas_ink(
+    image: np.ndarray, rng: np.random.Generator, canvas: int | None = None, stroke: str | None = None
+) -> np.ndarray:
     """A canvas-like ink map (float32, upright, 0..1) of one uint8 (28, 28) EMNIST image.
 
     The character is upscaled to 60..260 px, its strokes made thinner or thicker at
-    random, its edges sharpened like a canvas line, and placed at a random spot of a
-    ``canvas`` x ``canvas`` area (random 280..480 px when None).
+    random (or as ``stroke`` says), its edges sharpened like a canvas line, and placed at a
+    random spot of a ``canvas`` x ``canvas`` area (random 280..480 px when None).
     """
     canvas = int(canvas or rng.integers(280, 481))
     size = int(rng.integers(60, min(260, canvas) + 1))
-    ink = render_character_ink(image, rng, size)
+    ink = render_character_ink(image, rng, size, stroke)
     out = np.zeros((canvas, canvas), dtype=np.float32)
     top, left = (int(rng.integers(0, canvas - size + 1)) for _ in range(2))
     out[top : top + size, left : left + size] = ink
     return out
 
 
-def render_character_ink(image: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+STROKES = ("thin", "same", "thick")
+
+
+def render_character_ink(image: np.ndarray, rng: np.random.Generator, size: int, stroke: str | None = None) -> np.ndarray:
     """One uint8 (28, 28) EMNIST image as canvas-like ink, float32 (size, size), upright, 0..1.
 
-    Upscaled to ``size`` px, strokes thinned or thickened at random (a third each), edges
-    sharpened like a canvas line. The 28 px frame's margin comes along (EMNIST centres the
-    character with 2 px padding).
+    Upscaled to ``size`` px, strokes thinned or thickened (``stroke``: one of ``STROKES``;
+    None: at random, a third each), edges sharpened like a canvas line. The 28 px frame's
+    margin comes along (EMNIST centres the character with 2 px padding).
     """
+    if stroke is not None and stroke not in STROKES:
+        raise ValueError(f"stroke must be one of {STROKES} or None, got {stroke!r}")
     big = Image.fromarray(to_upright(image).astype(np.float32), mode="F").resize((size, size), Image.Resampling.BICUBIC)
     k = 2 * max(1, size // 40) + 1  # odd filter size proportional to the character
-    stroke = rng.choice(["thin", "same", "thick"])
+    if stroke is None:
+        stroke = rng.choice(list(STROKES))
     big = np.asarray(big)
     # A k x k grey erosion or dilation (Pillow's MinFilter/MaxFilter do the same, 5-10x slower).
     if stroke == "thin":
@@ -109,9 +117,11 @@ def ink_to_png(ink: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def render_canvas_png(image: np.ndarray, rng: np.random.Generator, canvas: int | None = None) -> bytes:
+def render_canvas_png(
+    image: np.ndarray, rng: np.random.Generator, canvas: int | None = None, stroke: str | None = None
+) -> bytes:
     """``render_canvas_ink`` encoded as an RGBA PNG."""
-    return ink_to_png(render_canvas_ink(image, rng, canvas))
+    return ink_to_png(render_canvas_ink(image, rng, canvas, stroke))
 
 
 def canvas_roundtrip(images: np.ndarray, seed: int) -> np.ndarray:

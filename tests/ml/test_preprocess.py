@@ -175,3 +175,14 @@ def test_raw_arrays_are_checked_for_shape_dtype_and_range():
         check_emnist_array(np.full((28, 28), np.nan))
     with pytest.raises(BlankImageError):
         check_emnist_array(np.zeros((28, 28), dtype=np.uint8))
+
+
+def test_the_synthetic_canvas_draws_the_stroke_width_it_is_asked_for():
+    from ml.synth import render_character_ink
+
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[6:22, 12:16] = 255  # a bar, EMNIST orientation
+    ink = {stroke: render_character_ink(image, np.random.default_rng(3), 120, stroke).sum() for stroke in ("thin", "same", "thick")}
+    assert ink["thin"] < 0.9 * ink["same"] and ink["thick"] > 1.1 * ink["same"]
+    with pytest.raises(ValueError, match="stroke"):
+        render_character_ink(image, np.random.default_rng(3), 120, "bold")
