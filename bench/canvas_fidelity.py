@@ -26,6 +26,12 @@ from ml.preprocess import image_bytes_to_emnist  # noqa: E402
 from ml.synth import STROKES, render_canvas_png  # noqa: E402
 
 
+def read_drawings(predictor, images: np.ndarray, rng: np.random.Generator, stroke: str | None = None) -> np.ndarray:
+    """The class the model reads for each image drawn as a canvas PNG and sent through ``ml.preprocess``."""
+    drawn = np.stack([image_bytes_to_emnist(render_canvas_png(img, rng, stroke=stroke)) for img in images])
+    return predictor.probabilities(drawn).argmax(axis=1)
+
+
 def pair_counts(labels: np.ndarray, read: np.ndarray, mask: np.ndarray) -> collections.Counter:
     """(true class, class read) of the rows in ``mask``."""
     return collections.Counter((CLASSES[t], CLASSES[r]) for t, r in zip(labels[mask], read[mask]))
@@ -46,16 +52,13 @@ def main() -> int:
     predictor = load_predictor(args.model)
     raw_read = predictor.probabilities(images).argmax(axis=1)
     raw = raw_read == labels
-    through = np.stack([image_bytes_to_emnist(render_canvas_png(img, rng)) for img in images])
-    canvas = predictor.probabilities(through).argmax(axis=1) == labels
+    canvas = read_drawings(predictor, images, rng) == labels
     print(f"n={len(labels)}  raw 28x28 top1 {raw.mean():.2%}  canvas PNG top1 {canvas.mean():.2%}  "
           f"gap {100 * (raw.mean() - canvas.mean()):+.2f} points")
     if not args.by_stroke:
         return 0
     for index, stroke in enumerate(STROKES):
-        stroke_rng = np.random.default_rng([args.seed, index])
-        drawn = np.stack([image_bytes_to_emnist(render_canvas_png(img, stroke_rng, stroke=stroke)) for img in images])
-        read = predictor.probabilities(drawn).argmax(axis=1)
+        read = read_drawings(predictor, images, np.random.default_rng([args.seed, index]), stroke)
         right = read == labels
         lost, won = pair_counts(labels, read, raw & ~right), pair_counts(labels, raw_read, right & ~raw)
         print(f"  {stroke:5s}  canvas PNG top1 {right.mean():.2%}  gap {100 * (raw.mean() - right.mean()):+.2f} points")

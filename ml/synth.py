@@ -15,6 +15,9 @@ from PIL import Image
 from ml.data import to_upright
 from ml.preprocess import morph_array
 
+# How ``render_character_ink`` changes the pen: eroded, as it is, dilated.
+STROKES = ("thin", "same", "thick")
+
 
 def render_canvas_ink(
     image: np.ndarray, rng: np.random.Generator, canvas: int | None = None, stroke: str | None = None
@@ -32,9 +35,6 @@ def render_canvas_ink(
     top, left = (int(rng.integers(0, canvas - size + 1)) for _ in range(2))
     out[top : top + size, left : left + size] = ink
     return out
-
-
-STROKES = ("thin", "same", "thick")
 
 
 def render_character_ink(image: np.ndarray, rng: np.random.Generator, size: int, stroke: str | None = None) -> np.ndarray:
