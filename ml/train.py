@@ -58,6 +58,10 @@ class TrainConfig:
     # Knowledge distillation: learn also from this .keras model's softened outputs (a smaller
     # network taught by a bigger one; see ml/MODEL.md). Weight of the soft part, temperature.
     distill_from: str | None = None
+    # Teach each canvas round-trip copy with the teacher's reading of the raw image it was drawn
+    # from, not of the drawing: the student learns to read a drawing as well as the teacher reads
+    # the original (a drawing loses cues, such as stroke width, that the raw image has).
+    distill_drawings_from_source: bool = False
     distill_weight: float = 0.7
     distill_temperature: float = 2.0
     seed: int = 1
@@ -142,6 +146,25 @@ def teacher_probs(path: str | Path, images: np.ndarray, temperature: float) -> n
     return softmax(logits / temperature).astype(np.float32)
 
 
+def soft_targets(images: np.ndarray, originals: int, config: TrainConfig) -> np.ndarray:
+    """The teacher's softened outputs for every training row: ``images[:originals]`` are the
+    training rows, the rest their canvas round-trips (``canvas_rows``, in that order).
+
+    With ``config.distill_drawings_from_source`` a round-trip gets the teacher's reading of
+    the row it was drawn from; otherwise each row gets the teacher's reading of itself.
+    """
+    if not config.distill_drawings_from_source or len(images) == originals:
+        return teacher_probs(config.distill_from, images, config.distill_temperature)
+    soft = teacher_probs(config.distill_from, images[:originals], config.distill_temperature)
+    return np.concatenate([soft, soft[canvas_source_rows(originals, config)]])
+
+
+def canvas_source_rows(total: int, config: TrainConfig) -> np.ndarray:
+    """Sorted indices of the seeded ``config.canvas_share`` of ``total`` training rows that are drawn."""
+    count = int(round(config.canvas_share * total))
+    return np.sort(np.random.default_rng(config.seed + 1).permutation(total)[:count])
+
+
 def canvas_rows(images: np.ndarray, allowed: np.ndarray, config: TrainConfig, work_dir: str | Path):
     """The canvas round-trip copies of a seeded ``config.canvas_share`` of the rows, cached in ``work_dir``.
 
@@ -150,8 +173,8 @@ def canvas_rows(images: np.ndarray, allowed: np.ndarray, config: TrainConfig, wo
     """
     from ml.synth import canvas_roundtrip_parallel
 
-    count = int(round(config.canvas_share * len(images)))
-    rows = np.sort(np.random.default_rng(config.seed + 1).permutation(len(images))[:count])
+    rows = canvas_source_rows(len(images), config)
+    count = len(rows)
     cache = Path(work_dir) / f"canvas_{config.seed}_{len(images)}_{count}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
@@ -182,6 +205,7 @@ def fit(
     if config.limit is not None and config.limit < len(images):
         rows = np.sort(np.random.default_rng(config.seed).permutation(len(images))[: config.limit])
         images, allowed = images[rows], allowed[rows]
+    originals = len(images)
     if config.canvas_share > 0:
         extra_images, extra_allowed = canvas_rows(images, allowed, config, work_dir)
         images, allowed = np.concatenate([images, extra_images]), np.concatenate([allowed, extra_allowed])
@@ -189,7 +213,7 @@ def fit(
     val_targets = np.eye(NUM_CLASSES, dtype=np.float32)[data.val_labels]
     if config.distill_from:
         started = time.perf_counter()
-        soft = teacher_probs(config.distill_from, images, config.distill_temperature)
+        soft = soft_targets(images, originals, config)
         print(f"teacher outputs: {len(images)} rows in {time.perf_counter() - started:.0f}s", flush=True)
         targets = np.concatenate([targets, soft], axis=1)
         val_targets = np.concatenate([val_targets, val_targets], axis=1)

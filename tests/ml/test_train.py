@@ -126,6 +126,33 @@ def test_canvas_rows_are_rendered_once_and_read_back_on_resume(tmp_path, monkeyp
     assert np.array_equal(again, images)
 
 
+def test_drawings_can_be_taught_with_the_teachers_reading_of_the_row_they_were_drawn_from(monkeypatch):
+    import ml.train
+    from ml.train import canvas_source_rows, soft_targets
+
+    seen = []
+
+    def reading(path, images, temperature):  # a stand-in teacher: each image's own pixels
+        seen.append(len(images))
+        return images.reshape(len(images), -1)[:, :NUM_CLASSES].astype(np.float32)
+
+    monkeypatch.setattr(ml.train, "teacher_probs", reading)
+    originals = np.random.default_rng(0).integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    config = TrainConfig(canvas_share=0.25, seed=3, distill_from="teacher.keras")
+    rows = canvas_source_rows(len(originals), config)
+    drawn = 255 - originals[rows]  # unlike their sources
+    images = np.concatenate([originals, drawn])
+    flat = images.reshape(len(images), -1)[:, :NUM_CLASSES]
+
+    assert np.array_equal(soft_targets(images, len(originals), config), flat)  # the default: each row itself
+    config.distill_drawings_from_source = True
+    soft = soft_targets(images, len(originals), config)
+    assert soft.shape == (50, NUM_CLASSES)
+    assert np.array_equal(soft[:40], flat[:40])
+    assert np.array_equal(soft[40:], flat[rows])  # the sources' readings, not the drawings'
+    assert seen == [50, 40]  # the teacher reads no drawing at all
+
+
 def test_canvas_roundtrip_gives_the_same_images_in_one_or_two_processes():
     from ml.synth import canvas_roundtrip_parallel
 
