@@ -214,7 +214,7 @@ def fit(
     if config.distill_from:
         started = time.perf_counter()
         soft = soft_targets(images, originals, config)
-        print(f"teacher outputs: {len(images)} rows in {time.perf_counter() - started:.0f}s", flush=True)
+        print(f"soft targets: {len(images)} rows in {time.perf_counter() - started:.0f}s", flush=True)
         targets = np.concatenate([targets, soft], axis=1)
         val_targets = np.concatenate([val_targets, val_targets], axis=1)
         loss, metric = distillation_loss(config.distill_weight, config.distill_temperature), distillation_accuracy
