@@ -2,10 +2,8 @@
 
     python bench/inference_speed.py [--model ml/artifacts/emnist_cnn.keras]
 
-Single image: PNG bytes -> Predictor.read_image(k=5), the site's path (ml.preprocess, the
-model, and for an unsure first reading two more: ml.inference.REREAD_BELOW), timed per call
-after a warm-up; the median, p95 and p99 are reported, and the share of images reread. Also
-the first reading alone (image_bytes_to_emnist -> Predictor.predict). Batch: uint8 28x28
+Single image: PNG bytes -> ml.preprocess.image_bytes_to_emnist -> Predictor.predict(k=5),
+timed per call after a warm-up; the median and p95 are reported. Batch: uint8 28x28
 validation images through Predictor.predict_batch (the Lite batch interpreter on every core),
 images per second. This machine's speed varies from run to run by up to a fifth: run it twice.
 """
@@ -20,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.data import load_validation  # noqa: E402
-from ml.inference import REREAD_BELOW, load_predictor  # noqa: E402
+from ml.inference import load_predictor  # noqa: E402
 from ml.preprocess import image_bytes_to_emnist  # noqa: E402
 from ml.synth import render_canvas_png  # noqa: E402
 
@@ -38,25 +36,19 @@ def main() -> int:
     predictor = load_predictor(args.model)
 
     for png in pngs[:50]:  # warm-up
-        predictor.read_image(png, k=5)
-    pre, first, total = [], [], []
+        predictor.predict(image_bytes_to_emnist(png), k=5)
+    pre, total = [], []
     for png in pngs:
         t0 = time.perf_counter()
         x = image_bytes_to_emnist(png)
         t1 = time.perf_counter()
         predictor.predict(x, k=5)
         t2 = time.perf_counter()
-        predictor.read_image(png, k=5)
-        t3 = time.perf_counter()
         pre.append(t1 - t0)
-        first.append(t2 - t0)
-        total.append(t3 - t2)
-    reread = np.mean([predictor.image_probabilities(image_bytes_to_emnist(png)).max() < REREAD_BELOW for png in pngs])
+        total.append(t2 - t0)
     ms = lambda v, q: 1000 * float(np.percentile(v, q))  # noqa: E731
     print(f"single 280x280 PNG -> top-5 ({predictor.single_path}): median {ms(total, 50):.2f} ms, "
-          f"p95 {ms(total, 95):.2f} ms, p99 {ms(total, 99):.2f} ms ({reread:.1%} reread), n={len(total)}")
-    print(f"  first reading only: median {ms(first, 50):.2f} ms, p95 {ms(first, 95):.2f} ms "
-          f"(preprocessing median {ms(pre, 50):.2f} ms)")
+          f"p95 {ms(total, 95):.2f} ms (preprocessing median {ms(pre, 50):.2f} ms), n={len(total)}")
 
     batch = np.resize(images, (args.batch, 28, 28))
     predictor.predict_batch(batch[:2048], k=5)  # warm-up

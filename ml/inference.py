@@ -16,11 +16,6 @@ Two paths, both checked against the Keras model when loaded:
   (``batch_threads``; about twice the images/s of the ``tf.function`` on this 2-core CPU),
   and the ``tf.function``, traced once for a fixed input signature, for what is left over
   (or everything, should that conversion fail or disagree).
-
-An image file is read by ``Predictor.read_image``: ``ml.preprocess``, then the model; where
-the model is unsure of that reading (``REREAD_BELOW``), the image is read twice more with
-thinner and thicker strokes and the three averaged (``Predictor.reread``). The site's worker
-does the same from a submission's stored image.
 """
 
 from __future__ import annotations
@@ -37,7 +32,7 @@ import numpy as np
 
 from ml.data import CLASSES, IMAGE_SIZE, NUM_CLASSES
 from ml.errors import InvalidImageError, ModelFileError
-from ml.preprocess import check_emnist_array, image_bytes_to_emnist, image_bytes_to_rereadings
+from ml.preprocess import check_emnist_array
 
 BATCH_CHUNK = 1024
 # Images per call of the batch interpreter: 16-64 measured fastest here (larger chunks fall
@@ -46,12 +41,6 @@ LITE_BATCH = 64
 # Largest difference in any class probability between the Lite and the Keras model on the
 # load-time probe; float32 kernels in another order differ by about 1e-6.
 LITE_TOLERANCE = 1e-4
-# An image whose first reading gives no class at least this probability is read twice more,
-# with thinner and thicker strokes (``ml.preprocess.image_bytes_to_rereadings``), and the
-# three readings' probabilities averaged. Chosen on validation rows the canvas-fidelity
-# benchmark does not sample: about 1 image in 10, for nearly all of what rereading every
-# image gains (ml/MODEL.md, "Rereading unsure drawings").
-REREAD_BELOW = 0.6
 
 logger = logging.getLogger(__name__)
 
@@ -159,38 +148,12 @@ class Predictor:
         order = np.argsort(-probs, axis=1)[:, :k]
         return [[(CLASSES[c], float(row[c])) for c in ranks] for row, ranks in zip(probs, order)]
 
-    def image_probabilities(self, image: np.ndarray) -> np.ndarray:
-        """float32 (62,) class probabilities of one uint8 (28, 28) image, by the single-image path."""
-        image = check_emnist_array(image)
-        self._check_process()
-        return self._lite_probabilities(image) if self._lite is not None else self.probabilities(image[None])[0]
-
     def predict(self, image: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """Top-``k`` for one uint8 (28, 28) image in EMNIST orientation, best first."""
-        return self.top_k(self.image_probabilities(image)[None], k)[0]
-
-    def reread(self, probs: np.ndarray, data: bytes) -> np.ndarray:
-        """``probs``, the (62,) probabilities of the first reading of image file ``data``, averaged
-        with the model's on its two rereadings; ``probs`` itself when it is sure enough.
-
-        Raises:
-            As ``ml.preprocess.image_bytes_to_emnist``.
-        """
-        probs = np.asarray(probs, dtype=np.float32)
-        if probs.max() >= REREAD_BELOW:
-            return probs
-        again = [self.image_probabilities(image) for image in image_bytes_to_rereadings(data)]
-        return np.mean([probs, *again], axis=0)
-
-    def read_image(self, data: bytes, k: int = 5) -> tuple[np.ndarray, list[tuple[str, float]]]:
-        """An image file (a canvas PNG, a photo) -> (the uint8 (28, 28) input, top-``k``): the
-        site's path, ``ml.preprocess`` then the model, rereading where unsure (``reread``).
-
-        Raises:
-            As ``ml.preprocess.image_bytes_to_emnist``.
-        """
-        image = image_bytes_to_emnist(data)
-        return image, self.top_k(self.reread(self.image_probabilities(image), data)[None], k)[0]
+        image = check_emnist_array(image)
+        self._check_process()
+        probs = self._lite_probabilities(image)[None] if self._lite is not None else self.probabilities(image[None])
+        return self.top_k(probs, k)[0]
 
     def predict_batch(self, images: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-``k`` for each of uint8 (N, 28, 28) images."""

@@ -9,10 +9,8 @@ canvas, lands on the model's input as an EMNIST image would.
 
 Public functions:
     image_bytes_to_emnist(data) -> uint8 (28, 28), EMNIST orientation
-    image_bytes_to_rereadings(data) -> uint8 (2, 28, 28): the same, strokes thinner / thicker
     image_to_ink(image) -> float32 (H, W) ink map in 0..1, upright
     ink_to_emnist(ink) -> uint8 (28, 28), EMNIST orientation
-    ink_to_rereadings(ink) -> uint8 (2, 28, 28)
     check_emnist_array(array) -> uint8 (28, 28), validated
 
 All raise subclasses of ``ml.errors.MLInputError`` on bad input. Only NumPy and
@@ -47,11 +45,6 @@ WORK_SIZE = 96
 # (measured at 4x size with ``stroke_width``: median 0.145). Wider or narrower
 # strokes are brought to the nearest end of this range.
 STROKE_RATIO_RANGE = (0.12, 0.17)
-# A drawing's pen says nothing of the writer's, so the stroke width EMNIST's writer would have
-# used is unknown; where the model is unsure of the first reading, the character is read again
-# with strokes brought to these ranges, thinner and thicker than any in STROKE_RATIO_RANGE
-# (``ink_to_rereadings``; ``ml.inference`` averages the three: see ml/MODEL.md).
-STROKE_REREADING_RANGES = ((0.10, 0.11), (0.18, 0.19))
 # Ink below this (0..1) counts as background when finding the bounding box.
 INK_THRESHOLD = 0.1
 # An image whose strongest ink is weaker than this, or whose darkest and lightest
@@ -78,18 +71,6 @@ def image_bytes_to_emnist(data: bytes) -> np.ndarray:
         BlankImageError: nothing drawn.
     """
     return ink_to_emnist(image_to_ink(open_image(data)))
-
-
-def image_bytes_to_rereadings(data: bytes) -> np.ndarray:
-    """``image_bytes_to_emnist`` with strokes brought to each of ``STROKE_REREADING_RANGES``.
-
-    Returns:
-        uint8 (2, 28, 28): thinner, then thicker strokes; EMNIST orientation.
-
-    Raises:
-        As ``image_bytes_to_emnist``.
-    """
-    return ink_to_rereadings(image_to_ink(open_image(data)))
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -178,12 +159,12 @@ def stroke_width(mask: np.ndarray) -> float:
     return area / max(boundary / 2, 1.0)
 
 
-def _normalise_strokes(picture: Image.Image, longest: int, ratio_range: tuple[float, float]) -> Image.Image:
-    """Dilate or erode so the stroke width / ``longest`` lies within ``ratio_range``."""
+def _normalise_strokes(picture: Image.Image, longest: int) -> Image.Image:
+    """Dilate or erode so the stroke width lies within EMNIST's usual range."""
     width = stroke_width(np.asarray(picture) > 127)
     if width == 0:
         return picture
-    low, high = ratio_range[0] * longest, ratio_range[1] * longest
+    low, high = STROKE_RATIO_RANGE[0] * longest, STROKE_RATIO_RANGE[1] * longest
     if width < low:  # a thin pen: grow each side by half the difference
         return _morph(picture, int(round((low - width) / 2)), np.maximum)
     if width > high:  # a marker: shrink, but never below a 2 px line
@@ -236,21 +217,6 @@ def ink_to_emnist(ink: np.ndarray) -> np.ndarray:
     Returns:
         uint8 (28, 28), EMNIST orientation.
     """
-    return _square_to_emnist(_work_square(ink), STROKE_RATIO_RANGE)
-
-
-def ink_to_rereadings(ink: np.ndarray) -> np.ndarray:
-    """``ink_to_emnist`` with strokes brought to each of ``STROKE_REREADING_RANGES`` instead.
-
-    Returns:
-        uint8 (len(STROKE_REREADING_RANGES), 28, 28), EMNIST orientation.
-    """
-    square = _work_square(ink)
-    return np.stack([_square_to_emnist(square, ratio_range) for ratio_range in STROKE_REREADING_RANGES])
-
-
-def _work_square(ink: np.ndarray) -> Image.Image:
-    """The ink cropped, its longer side scaled to ``WORK_SIZE``, centred on an 8-bit square with EMNIST's margin."""
     ink = np.asarray(ink)
     if ink.ndim != 2 or min(ink.shape) < 1 or ink.dtype.kind not in "uif":
         raise InvalidImageError(f"ink map must be a 2-D numeric array, got {ink.dtype} {ink.shape}")
@@ -271,12 +237,7 @@ def _work_square(ink: np.ndarray) -> Image.Image:
     side = int(round(WORK_SIZE / FRAME_FILL))
     square = Image.new("L", (side, side), 0)
     square.paste(work, ((side - size[0]) // 2, (side - size[1]) // 2))
-    return square
-
-
-def _square_to_emnist(square: Image.Image, stroke_range: tuple[float, float]) -> np.ndarray:
-    """Strokes into ``stroke_range``, EMNIST's blur, bicubic down to 28x28, rescaled, transposed."""
-    square = _normalise_strokes(square, WORK_SIZE, stroke_range)
+    square = _normalise_strokes(square, WORK_SIZE)
     square = square.filter(ImageFilter.GaussianBlur(WORK_SIZE * BLUR_SIGMA_PER_PX))
     # Pillow's bicubic filter widens with the reduction factor: an antialiased
     # down-sampling like MATLAB's imresize, which EMNIST used.

@@ -323,13 +323,11 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
             started = time.perf_counter()
             k = settings.PREDICTION_TOP_K
             if len(images) <= SINGLE_PATH_MAX:
-                # The single-image path (a Lite interpreter, ~0.5 ms) beats the batch path's
-                # fixed ~2 ms of TensorFlow dispatch for a few images.
-                probs = np.stack([predictor.image_probabilities(image) for image in images])
+                # Predictor.predict's single-image path (a Lite interpreter, ~0.5 ms) beats the
+                # batch path's fixed ~2 ms of TensorFlow dispatch for a few images.
+                tops = [predictor.predict(image, k=k) for image in images]
             else:
-                probs = predictor.probabilities(np.stack(images))
-            _reread_unsure(predictor, good, probs)
-            tops = predictor.top_k(probs, k)
+                tops = predictor.predict_batch(np.stack(images), k=k)
             latency_ms = (time.perf_counter() - started) * 1000 / len(good)
             now = timezone.now()
             for row, top in zip(good, tops):
@@ -348,26 +346,6 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
     if model_version.load_error:  # it loads now (the file was fixed): clear the old error
         model_version_record_load(model_version=model_version, error="")
     return {i: results[i] for i in ids if i in results}
-
-
-def _reread_unsure(predictor, rows: list[Submission], probs: np.ndarray) -> None:
-    """Where the model is unsure of a row's stored 28x28 reading, read its image again with
-    thinner and thicker strokes and average (``Predictor.reread``); ``probs`` is updated in place.
-
-    Only those rows' images are fetched (about one in ten: ``ml.inference.REREAD_BELOW``).
-    """
-    from ml.errors import MLInputError
-    from ml.inference import REREAD_BELOW
-
-    unsure = np.flatnonzero(probs.max(axis=1) < REREAD_BELOW)
-    if not unsure.size:
-        return
-    images = dict(Submission.objects.filter(id__in=[rows[i].id for i in unsure]).values_list("id", "image"))
-    for i in unsure:
-        try:
-            probs[i] = predictor.reread(probs[i], bytes(images[rows[i].id]))
-        except (KeyError, MLInputError) as exc:  # its image no longer reads as its 28x28 did: keep that reading
-            logger.warning("submission %s: rereading its image failed (%s); kept the first reading", rows[i].id, exc)
 
 
 # What the worker writes, and the notification carries to the waiting request.

@@ -48,30 +48,6 @@ def test_single_images_take_the_lite_path_and_agree_with_keras(predictor):
         assert np.allclose([single[c] for c in predictor.classes], expected, atol=1e-5)
 
 
-def test_an_unsure_first_reading_is_averaged_with_two_rereadings_of_the_image(predictor):
-    from ml.inference import REREAD_BELOW
-    from ml.preprocess import image_bytes_to_emnist, image_bytes_to_rereadings
-    from ml.synth import ink_to_png
-    from tests.ml.conftest import letter_l_upright
-
-    png = ink_to_png(letter_l_upright())
-    first = predictor.image_probabilities(image_bytes_to_emnist(png))
-    assert first.max() < REREAD_BELOW  # the tiny model is unsure of everything
-    again = [predictor.image_probabilities(image) for image in image_bytes_to_rereadings(png)]
-    averaged = predictor.reread(first, png)
-    assert np.allclose(averaged, (first + again[0] + again[1]) / 3, rtol=0, atol=1e-7)
-    assert np.abs(averaged - first).max() > 1e-5  # the rereadings moved it
-    image, top = predictor.read_image(png, k=3)
-    assert np.array_equal(image, image_bytes_to_emnist(png))
-    assert [label for label, _ in top] == [predictor.classes[c] for c in np.argsort(-averaged)[:3]]
-    # A sure reading is kept as it is, and the image is not even decoded again.
-    sure = np.zeros(62, dtype=np.float32)
-    sure[5] = REREAD_BELOW
-    assert np.array_equal(predictor.reread(sure, b"not an image"), sure)
-    with pytest.raises(InvalidImageError):
-        predictor.reread(first, b"not an image")
-
-
 def test_it_serves_single_images_with_tf_function_when_the_lite_model_cannot_be_had(tiny_model_path, monkeypatch):
     import ml.inference
 

@@ -80,21 +80,6 @@ def test_thin_and_thick_pens_are_brought_to_emnist_stroke_width():
     assert inked[2] < 3 * inked[0]  # without normalising the ratio would be over 10
 
 
-def test_the_rereadings_are_the_same_character_with_thinner_and_thicker_strokes():
-    png = canvas_png(letter_l_upright(400, 50))
-    first = image_bytes_to_emnist(png)
-    thinner, thicker = preprocess.image_bytes_to_rereadings(png)
-    assert preprocess.image_bytes_to_rereadings(png).shape == (2, 28, 28)
-    for reading in (thinner, thicker):
-        assert_is_an_upright_l(reading)
-    inked = [int((x > 127).sum()) for x in (thinner, first, thicker)]
-    assert inked[0] < inked[1] < inked[2]
-    # Whatever pen drew it, the thinner reading is the thinner one.
-    for pen in (4, 110):
-        thinner, thicker = preprocess.image_bytes_to_rereadings(canvas_png(letter_l_upright(400, pen)))
-        assert (thinner > 127).sum() < (thicker > 127).sum()
-
-
 def test_a_tiny_image_and_a_huge_canvas_both_work():
     tiny = np.zeros((6, 5), dtype=np.float32)
     tiny[1:5, 1] = 1

@@ -204,34 +204,6 @@ def test_a_batch_predicts_every_pending_row_once_in_one_task(active_model, drawi
         assert row.attempts == 1
 
 
-@pytest.mark.parametrize("count", [1, 5])  # the single-image path, and the batch path
-def test_the_worker_reads_an_image_as_ml_does_rereading_where_unsure(active_model, settings, tiny_model_path, count):
-    from ml.inference import load_predictor
-
-    settings.SUBMISSION_BATCH_SIZE = 8
-    drawings = [canvas_png(size=200 + 40 * i) for i in range(count)]
-    rows = [services.submission_create(image=d, content_type="image/png") for d in drawings]  # not queued: db fixture
-    services.submission_predict(submission_id=str(rows[0].id))
-    predictor = load_predictor(tiny_model_path)  # unsure of every image: each one is reread
-    for row, drawing in zip(rows, drawings):
-        row.refresh_from_db()
-        _, expected = predictor.read_image(drawing, k=5)
-        assert [t["label"] for t in row.top_k] == [label for label, _ in expected]
-        assert np.allclose([t["probability"] for t in row.top_k], [p for _, p in expected], atol=2e-6)
-
-
-def test_a_row_whose_image_cannot_be_reread_keeps_its_first_reading(active_model, drawing, tiny_model_path):
-    from ml.inference import load_predictor
-
-    row = services.submission_create(image=drawing, content_type="image/png")  # not queued: db fixture
-    Submission.objects.filter(id=row.id).update(image=b"no longer a PNG")
-    services.submission_predict(submission_id=str(row.id))
-    row.refresh_from_db()
-    first = load_predictor(tiny_model_path).predict(np.frombuffer(bytes(row.input28), np.uint8).reshape(28, 28), k=5)
-    assert row.status == Submission.Status.PREDICTED
-    assert [t["label"] for t in row.top_k] == [label for label, _ in first]
-
-
 def test_a_task_drains_pending_rows_batch_after_batch_even_when_its_own_is_done(active_model, drawing, settings):
     settings.SUBMISSION_BATCH_SIZE = 2
     first = services.submission_create(image=drawing, content_type="image/png")  # not queued: db fixture
