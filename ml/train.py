@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.data import NUM_CLASSES, EmnistData, load_emnist  # noqa: E402
+from ml.font_families import FontsMissingError, installed_fonts  # noqa: E402
+from ml.fonts import render_families  # noqa: E402
 from ml.evaluate import evaluate_probs, save_confusion_png, softmax, summary_line, write_report  # noqa: E402
 from ml.model import (  # noqa: E402
     RandomDistortion,
@@ -52,6 +55,10 @@ class TrainConfig:
     # Share of the training rows added a second time as canvas drawings sent through
     # ml.preprocess (ml.synth.canvas_roundtrip): the site's own input, see ml/MODEL.md.
     canvas_share: float = 0.0
+    # Rows rendered from the training split of the handwriting typefaces (ml.fonts,
+    # ml.font_families), as a share of the EMNIST training rows, spread evenly over the
+    # families and the 62 classes: letterforms EMNIST never saw. Held-out families never.
+    font_share: float = 0.0
     # Start from this .keras model (fine-tuning): its architecture, so width/dense/dropout above
     # are not used (the report still lists their values).
     init_from: str | None = None
@@ -188,6 +195,62 @@ def canvas_rows(images: np.ndarray, allowed: np.ndarray, config: TrainConfig, wo
     return rendered, allowed[rows]
 
 
+def font_rows(total: int, config: TrainConfig, work_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Renderings of the training families, ``config.font_share`` of ``total`` rows, cached in ``work_dir``.
+
+    Only families whose split is "train" are drawn (``ml.font_families``); rendering takes
+    minutes, so a resumed run reads them back. Returns (uint8 (M, 28, 28), allowed (M, 62),
+    the family names).
+    """
+    families = installed_fonts(split="train")
+    if not families:
+        raise FontsMissingError("font_share > 0 but no training font family is installed")
+    per_class = max(1, int(round(config.font_share * total / (len(families) * NUM_CLASSES))))
+    names = [f.name for f in families]
+    key = zlib.crc32(json.dumps(names).encode())
+    cache = Path(work_dir) / f"fonts_{config.seed}_{per_class}_{key:08x}.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            images, labels = stored["images"], stored["labels"]
+    else:
+        started = time.perf_counter()
+        images, labels, _ = render_families(
+            [(f.name, str(f.path)) for f in families], per_class, seed=config.seed, workers=min(2, os.cpu_count() or 1)
+        )
+        print(f"font renderings: {len(images)} rows of {len(families)} families in {time.perf_counter() - started:.0f}s")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, images=images, labels=labels)
+    return images, np.eye(NUM_CLASSES, dtype=bool)[labels], names
+
+
+def training_rows(data: EmnistData, config: TrainConfig, work_dir: str | Path) -> dict:
+    """The rows one run trains on, in order: EMNIST rows, their canvas round-trips, font renderings.
+
+    Returns a dict: images uint8 (N, 28, 28), allowed bool (N, 62), ``originals`` (how many
+    EMNIST rows lead), ``fonts`` (how many font rows end it) and ``font_families`` (names).
+    """
+    images, allowed = data.train_images, data.train_allowed
+    if config.limit is not None and config.limit < len(images):
+        rows = np.sort(np.random.default_rng(config.seed).permutation(len(images))[: config.limit])
+        images, allowed = images[rows], allowed[rows]
+    originals = len(images)
+    parts = [(images, allowed)]
+    if config.canvas_share > 0:
+        parts.append(canvas_rows(images, allowed, config, work_dir))
+    names: list[str] = []
+    if config.font_share > 0:
+        font_images, font_allowed, names = font_rows(originals, config, work_dir)
+        parts.append((font_images, font_allowed))
+    fonts = len(parts[-1][0]) if names else 0
+    return {
+        "images": np.concatenate([p[0] for p in parts]),
+        "allowed": np.concatenate([p[1] for p in parts]),
+        "originals": originals,
+        "fonts": fonts,
+        "font_families": names,
+    }
+
+
 def fit(
     data: EmnistData,
     config: TrainConfig,
@@ -201,20 +264,18 @@ def fit(
     Returns the trained classifier (without the augmentation layer).
     """
     keras.utils.set_random_seed(config.seed)
-    images, allowed = data.train_images, data.train_allowed
-    if config.limit is not None and config.limit < len(images):
-        rows = np.sort(np.random.default_rng(config.seed).permutation(len(images))[: config.limit])
-        images, allowed = images[rows], allowed[rows]
-    originals = len(images)
-    if config.canvas_share > 0:
-        extra_images, extra_allowed = canvas_rows(images, allowed, config, work_dir)
-        images, allowed = np.concatenate([images, extra_images]), np.concatenate([allowed, extra_allowed])
+    mix = training_rows(data, config, work_dir)
+    images, allowed, originals, fonts = mix["images"], mix["allowed"], mix["originals"], mix["fonts"]
     targets, loss, metric = allowed.astype(np.float32), allowed_set_loss, allowed_set_accuracy
     val_targets = np.eye(NUM_CLASSES, dtype=np.float32)[data.val_labels]
     if config.distill_from:
         started = time.perf_counter()
-        soft = soft_targets(images, originals, config)
-        print(f"soft targets: {len(images)} rows in {time.perf_counter() - started:.0f}s", flush=True)
+        taught = len(images) - fonts
+        soft = soft_targets(images[:taught], originals, config)
+        # A font rendering is taught its own label: the teacher has never seen these
+        # letterforms, and its reading of them is what the rows are there to correct.
+        soft = np.concatenate([soft, allowed[taught:].astype(np.float32)])
+        print(f"soft targets: {taught} rows in {time.perf_counter() - started:.0f}s", flush=True)
         targets = np.concatenate([targets, soft], axis=1)
         val_targets = np.concatenate([val_targets, val_targets], axis=1)
         loss, metric = distillation_loss(config.distill_weight, config.distill_temperature), distillation_accuracy
@@ -284,7 +345,9 @@ def train_and_report(
     }
     if config.prior_correction:
         target = data.class_prior()
-        trained = estimate_training_prior(model, data.train_images, data.train_allowed)
+        mix = training_rows(data, config, work_dir)  # cached: the renderings are read back
+        trained = estimate_training_prior(model, mix["images"], mix["allowed"])
+        report["font_families"] = mix["font_families"]
         correct_prior(model, trained, target)
         report["prior"] = {"trained": trained.tolist(), "target": target.tolist()}
     metrics = evaluate_probs(predict_probs(model, data.val_images), data.val_labels)

@@ -11,13 +11,17 @@ SHARED_DATA = Path(os.environ.get("EMNIST_DATA_DIR", REPO.parent / "shared" / "d
 SHIPPED_MODEL = REPO / "ml" / "artifacts" / "emnist_cnn.keras"
 
 
+def require_or_skip(message: str) -> None:
+    """Skip with ``message``; fail instead under REQUIRE_SERVICES=1 (CI), where nothing may be missing."""
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(message + "; REQUIRE_SERVICES=1 forbids skipping")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     if not (SHARED_DATA / "emnist-byclass-test-dev.npz").exists():
-        message = f"shared EMNIST data not found at {SHARED_DATA} (set EMNIST_DATA_DIR)"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message + "; REQUIRE_SERVICES=1 forbids skipping")
-        pytest.skip(message)
+        require_or_skip(f"shared EMNIST data not found at {SHARED_DATA} (set EMNIST_DATA_DIR)")
     return SHARED_DATA
 
 

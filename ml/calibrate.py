@@ -1,0 +1,129 @@
+"""Honest confidence: a temperature fitted on drawings the model was not trained on.
+
+A network trained with cross-entropy is over-confident on input unlike its training rows: a
+hooked f read as F at 95%. Dividing the logits by a temperature T > 1 softens every answer
+without changing any ranking (top-1, top-5 and accuracy stay exactly as they are). T is the
+value that minimises the negative log-likelihood on a calibration set; here that set is the
+canvas round-trips (``ml.synth``, the site's own input path) of the EMNIST validation split,
+which no training run reads, plus renderings of the training font families
+at a seed no training run uses (the fonts must be installed). The held-out font families are never used: they judge the
+result (``bench/font_generalisation.py``).
+
+T is folded into the output layer (kernel and bias divided by T), so serving code, speed and
+the model file's format are unchanged.
+
+    python -m ml.calibrate --model ml/artifacts/emnist_cnn.keras [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ml.data import load_validation  # noqa: E402
+from ml.evaluate import evaluate_probs, softmax, summary_line, write_report  # noqa: E402
+from ml.font_families import installed_fonts  # noqa: E402
+from ml.fonts import render_families  # noqa: E402
+from ml.synth import canvas_roundtrip_parallel  # noqa: E402
+
+CALIBRATION_SEED = 2001  # canvas and font renderings no training run draws (they use 1..9)
+FONT_PER_CLASS = 4
+T_RANGE = (0.5, 5.0)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T in ``T_RANGE`` minimising the mean NLL of softmax(logits / T): float64 (N, 62), int (N,)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(z).sum(axis=1))
+        return float((log_norm - z[np.arange(len(labels)), labels]).mean())
+
+    # NLL is unimodal in log T: golden-section search on log T.
+    lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(np.exp(a)), nll(np.exp(b))
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(np.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(np.exp(b))
+    return float(np.exp((lo + hi) / 2))
+
+
+def apply_temperature(model: keras.Model, temperature: float) -> None:
+    """Divide the ``logits`` layer's kernel and bias by ``temperature``, in place."""
+    layer = model.get_layer("logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([(kernel / temperature).astype(kernel.dtype), (bias / temperature).astype(bias.dtype)])
+
+
+def calibration_set(data_dir: str | Path, workers: int = 2) -> tuple[np.ndarray, np.ndarray, dict]:
+    """uint8 (N, 28, 28) drawings, int labels (N,), and a summary of what they are."""
+    val_images, val_labels = load_validation(data_dir)
+    drawn = canvas_roundtrip_parallel(val_images, seed=CALIBRATION_SEED, workers=workers)
+    parts, labels = [drawn], [val_labels.astype(np.int64)]
+    summary = {"emnist_validation_drawings": len(drawn), "seed": CALIBRATION_SEED}
+    families = installed_fonts(split="train")  # FontsMissingError, with the install command, when absent
+    images, font_labels, _ = render_families(
+        [(f.name, str(f.path)) for f in families], FONT_PER_CLASS, CALIBRATION_SEED, workers=workers
+    )
+    parts.append(images)
+    labels.append(font_labels.astype(np.int64))
+    summary["training_family_drawings"] = len(images)
+    return np.concatenate(parts), np.concatenate(labels), summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--out", help="where to write the calibrated model (default: over --model)")
+    parser.add_argument("--data-dir", default="../shared/data/emnist")
+    args = parser.parse_args(argv)
+    out = Path(args.out or args.model)
+    model = keras.models.load_model(args.model, compile=False)
+    images, labels, summary = calibration_set(args.data_dir, workers=min(2, os.cpu_count() or 1))
+    logits = model.predict(images.astype(np.float32)[..., None], batch_size=1024, verbose=0)
+    before = evaluate_probs(softmax(logits), labels)
+    temperature = fit_temperature(logits, labels)
+    after = evaluate_probs(softmax(logits / temperature), labels)
+    print(f"calibration set ({summary}):\n  before {summary_line(before)}\n  T={temperature:.3f} {summary_line(after)}")
+    apply_temperature(model, temperature)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    report_path = Path(args.model).with_suffix("").with_suffix(".report.json")
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        report["temperature"] = {
+            "value": temperature,
+            "calibration_set": summary,
+            "ece_before": before["ece"],
+            "ece_after": after["ece"],
+        }
+        val_images, val_labels = load_validation(args.data_dir)
+        raw = softmax(model.predict(val_images.astype(np.float32)[..., None], batch_size=1024, verbose=0))
+        report["validation"] = evaluate_probs(raw, val_labels)
+        print(f"validation after calibration: {summary_line(report['validation'])}")
+        write_report(report, out.with_suffix("").with_suffix(".report.json"))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
