@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -113,6 +114,7 @@ def _debian(name: str, package: str, origin: str, licence: str, style: str, spli
 
 
 OFL, APACHE = "OFL-1.1", "Apache-2.0"
+GPL2_FONT = "GPL-2 with font exception"  # fonts-sjfonts' copyright file, which is not machine-readable
 PRINT, SCRIPT = STYLES
 HELDOUT = "heldout"
 
@@ -165,6 +167,7 @@ FAMILIES: tuple[FontFamily, ...] = (
     _npm("The Girl Next Door", "5.3.0", OFL, PRINT),
     _npm("Waiting for the Sunrise", "5.3.0", OFL, PRINT),
     _npm("Yomogi", "5.3.0", OFL, PRINT),
+    _npm("Yusei Magic", "5.3.0", OFL, PRINT),
     # npm, script: joined or cursive letterforms
     _npm("Alex Brush", "5.3.0", OFL, SCRIPT),
     _npm("Allura", "5.3.0", OFL, SCRIPT),
@@ -199,6 +202,21 @@ FAMILIES: tuple[FontFamily, ...] = (
     _npm("Tangerine", "5.3.0", OFL, SCRIPT),
     _npm("Yellowtail", "5.3.0", APACHE, SCRIPT),
     _npm("Zeyada", "5.3.0", OFL, SCRIPT),
+    # Debian: the current package of the release (Debian keeps a font package's files
+    # stable within a release). Licences as the package's copyright file states them.
+    # Left out: fonts-bwht, fonts-humor-sans and fonts-tomsontalks (lower case drawn as
+    # small capitals), fonts-femkeklaver (outlined capitals and digits, not pen strokes),
+    # fonts-joscelyn (secretary hand, unreadable as modern letters), fonts-levien-typoscript
+    # (no digits, 28 characters missing), and Debian's copies of npm families above.
+    _debian("Breip", "fonts-breip", "usr/share/fonts/truetype/breip/Breip.ttf", "OFL-1.0", PRINT),
+    _debian("DKG Handwriting", "fonts-dkg-handwriting", "usr/share/fonts/truetype/fifthhorseman/dkg.ttf", "GPL-3+", PRINT),
+    _debian("Rufscript", "fonts-rufscript", "usr/share/fonts/truetype/rufscript/Rufscript010.ttf", "GPL-3+FontException", PRINT),
+    _debian("Delphine", "fonts-sjfonts", "usr/share/fonts/truetype/sjfonts/Delphine.ttf", GPL2_FONT, PRINT),
+    _debian("Steve Hand", "fonts-sjfonts", "usr/share/fonts/truetype/sjfonts/SteveHand.ttf", GPL2_FONT, PRINT),
+    _debian("Ecolier Court", "fonts-ecolier-court", "usr/share/fonts/truetype/ecolier-court/Ecolier-court.ttf", OFL, SCRIPT),
+    _debian("Havana", "fonts-havana", "usr/share/fonts/opentype/havana/Havana-Regular.otf", OFL, SCRIPT),
+    _debian("Leckerli One", "fonts-leckerli-one", "usr/share/fonts/truetype/leckerli-one/LeckerliOne-Regular.ttf", OFL, SCRIPT),
+    _debian("Lobster", "fonts-lobster", "usr/share/fonts/opentype/lobster/lobster.otf", OFL, SCRIPT),
 )
 
 
@@ -269,16 +287,30 @@ def _is_hershey(family: FontFamily) -> bool:
 
 
 def _package_licence(package_dir: Path, family: FontFamily) -> str | None:
-    """The licence the package itself states (npm: package.json); None where it states none we read."""
+    """The licence the package itself states; None where it states none that can be read.
+
+    npm: package.json's ``license``. Debian: the ``License:`` of the ``Files: *`` paragraph
+    of a machine-readable copyright file (older packages have free text: None).
+    """
     if family.registry == "npm":
         return json.loads((package_dir / "package" / "package.json").read_text())["license"]
+    copyright_file = _licence_file(package_dir, family)
+    if copyright_file is None:
+        return None
+    text = copyright_file.read_text(errors="replace")
+    if not text.startswith("Format:"):
+        return None
+    for paragraph in text.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in paragraph.splitlines() if line[:1].isalpha() and ":" in line)
+        if fields.get("Files", "").strip() == "*":
+            return fields.get("License", "").strip() or None
     return None
 
 
-def install_from(staging: Path, directory: Path) -> list[str]:
+def install_from(staging: Path, directory: Path, families: tuple[FontFamily, ...] = FAMILIES) -> list[str]:
     """Copy the missing families out of unpacked packages into the font cache.
 
-    ``staging`` holds one folder per package, named as ``staging_name`` says (the installer
+    ``staging`` holds one folder per package of ``families``, named as ``staging_name`` says (the installer
     unpacks npm tarballs and Debian .deb files there). npm's WOFF is converted to TrueType.
     Each font is checked before it is kept: all 62 glyphs drawn, the package's licence the
     manifest's, no Hershey. Files are written under a temporary name and renamed, so an
@@ -290,7 +322,9 @@ def install_from(staging: Path, directory: Path) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "licences").mkdir(exist_ok=True)
     problems = []
-    for family in missing_families(directory):
+    for family in families:
+        if (directory / family.file).is_file():
+            continue
         if _is_hershey(family):  # never reached from the shipped manifest; a guard for edits to it
             problems.append(f"{family.name}: Hershey fonts are reserved for an independent evaluation")
             continue
@@ -357,6 +391,8 @@ def _main(argv: list[str] | None = None) -> int:
     commands.add_parser("table", help="print the data card's table of families")
     commands.add_parser("status", help="say how many families are installed, and where")
     args = parser.parse_args(argv)
+    # fontTools logs harmless quirks of old fonts (odd timestamps, padding): not news to the installer.
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
     directory = font_dir()
     if args.command == "missing":
         packages = dict.fromkeys(f.package for f in missing_families(directory) if f.registry == args.registry)
