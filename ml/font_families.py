@@ -100,13 +100,13 @@ def _npm(name: str, version: str, licence: str, style: str, split: str = "train"
     )
 
 
-def _debian(name: str, package: str, origin: str, licence: str, style: str, split: str = "train") -> FontFamily:
-    suffix = Path(origin).suffix.lower()
+def _debian(name: str, package: str, font: str, licence: str, style: str, split: str = "train") -> FontFamily:
+    """A family from a Debian package; ``font`` is its file's path under /usr/share/fonts."""
     return FontFamily(
         name=name,
         source=f"debian:{package}",
-        file=name.lower().replace(" ", "-") + suffix,
-        origin=origin,
+        file=name.lower().replace(" ", "-") + Path(font).suffix.lower(),
+        origin=f"usr/share/fonts/{font}",
         licence=licence,
         style=style,
         split=split,
@@ -124,7 +124,9 @@ HELDOUT = "heldout"
 # Mr Dafoe (Yellowtail, Kaushan Script), Sacramento (Ms Madi, Oooh Baby), Bad Script (Marck
 # Script), Indie Flower (Schoolbell, Coming Soon), Patrick Hand (Handlee, Kalam), Reenie
 # Beanie (Shadows Into Light, Waiting for the Sunrise), Gochi Hand (Gloria Hallelujah),
-# Nanum Pen Script (Nanum Brush Script, Sue Ellen Francisco), Mali (Delius, Playpen Sans).
+# Nanum Pen Script (Nanum Brush Script, Sue Ellen Francisco), Mali (Delius, Playpen Sans),
+# Lobster (Pacifico, Damion, Leckerli One). A design and its brush or bold sibling (Caveat
+# and Caveat Brush) stay in one split, so a held-out family is never half-seen.
 FAMILIES: tuple[FontFamily, ...] = (
     # npm, print-style handwriting
     _npm("Annie Use Your Telescope", "5.3.0", OFL, PRINT),
@@ -208,15 +210,15 @@ FAMILIES: tuple[FontFamily, ...] = (
     # small capitals), fonts-femkeklaver (outlined capitals and digits, not pen strokes),
     # fonts-joscelyn (secretary hand, unreadable as modern letters), fonts-levien-typoscript
     # (no digits, 28 characters missing), and Debian's copies of npm families above.
-    _debian("Breip", "fonts-breip", "usr/share/fonts/truetype/breip/Breip.ttf", "OFL-1.0", PRINT),
-    _debian("DKG Handwriting", "fonts-dkg-handwriting", "usr/share/fonts/truetype/fifthhorseman/dkg.ttf", "GPL-3+", PRINT),
-    _debian("Rufscript", "fonts-rufscript", "usr/share/fonts/truetype/rufscript/Rufscript010.ttf", "GPL-3+FontException", PRINT),
-    _debian("Delphine", "fonts-sjfonts", "usr/share/fonts/truetype/sjfonts/Delphine.ttf", GPL2_FONT, PRINT),
-    _debian("Steve Hand", "fonts-sjfonts", "usr/share/fonts/truetype/sjfonts/SteveHand.ttf", GPL2_FONT, PRINT),
-    _debian("Ecolier Court", "fonts-ecolier-court", "usr/share/fonts/truetype/ecolier-court/Ecolier-court.ttf", OFL, SCRIPT),
-    _debian("Havana", "fonts-havana", "usr/share/fonts/opentype/havana/Havana-Regular.otf", OFL, SCRIPT),
-    _debian("Leckerli One", "fonts-leckerli-one", "usr/share/fonts/truetype/leckerli-one/LeckerliOne-Regular.ttf", OFL, SCRIPT),
-    _debian("Lobster", "fonts-lobster", "usr/share/fonts/opentype/lobster/lobster.otf", OFL, SCRIPT),
+    _debian("Breip", "fonts-breip", "truetype/breip/Breip.ttf", "OFL-1.0", PRINT),
+    _debian("DKG Handwriting", "fonts-dkg-handwriting", "truetype/fifthhorseman/dkg.ttf", "GPL-3+", PRINT),
+    _debian("Rufscript", "fonts-rufscript", "truetype/rufscript/Rufscript010.ttf", "GPL-3+FontException", PRINT),
+    _debian("Delphine", "fonts-sjfonts", "truetype/sjfonts/Delphine.ttf", GPL2_FONT, PRINT),
+    _debian("Steve Hand", "fonts-sjfonts", "truetype/sjfonts/SteveHand.ttf", GPL2_FONT, PRINT),
+    _debian("Ecolier Court", "fonts-ecolier-court", "truetype/ecolier-court/Ecolier-court.ttf", OFL, SCRIPT),
+    _debian("Havana", "fonts-havana", "opentype/havana/Havana-Regular.otf", OFL, SCRIPT),
+    _debian("Leckerli One", "fonts-leckerli-one", "truetype/leckerli-one/LeckerliOne-Regular.ttf", OFL, SCRIPT),
+    _debian("Lobster", "fonts-lobster", "opentype/lobster/lobster.otf", OFL, SCRIPT, HELDOUT),
 )
 
 
@@ -340,7 +342,7 @@ def install_from(staging: Path, directory: Path, families: tuple[FontFamily, ...
         target = directory / family.file
         partial = target.with_name(target.name + ".partial")
         if family.registry == "npm":
-            font = TTFont(source)
+            font = TTFont(source, recalcTimestamp=False)  # same bytes on every install
             font.flavor = None  # WOFF -> plain TrueType, which every renderer opens
             font.save(partial)
         else:
