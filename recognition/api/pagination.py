@@ -1,6 +1,6 @@
 """The list endpoints' pages: DRF's page-number pagination, with a bad query a 400."""
 
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -26,9 +26,10 @@ class ListQuerySerializer(serializers.Serializer):
         return attrs
 
 
-def paginated_responses(name: str, item_serializer) -> dict:
-    """The schema of a paginated list (DRF's page: count, next, previous, results) and its errors."""
-    return {
+def paginated_list_schema(*, operation_id: str, name: str, item_serializer):
+    """@extend_schema of a list view: the page and page_size parameters, the page (DRF's:
+    count, next, previous, results; component ``name``) and its errors."""
+    responses = {
         200: inline_serializer(
             name,
             {
@@ -41,6 +42,7 @@ def paginated_responses(name: str, item_serializer) -> dict:
         400: OpenApiResponse(description="page or page_size is not a number in range."),
         404: OpenApiResponse(description="No such page."),
     }
+    return extend_schema(operation_id=operation_id, parameters=[ListQuerySerializer], responses=responses)
 
 
 def paginated_list(view, request, queryset, serializer_class) -> Response:

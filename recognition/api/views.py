@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from recognition import exports, selectors, services, throttles
 from recognition.api.inputs import drawing_from_request
-from recognition.api.pagination import ListQuerySerializer, paginated_list, paginated_responses
+from recognition.api.pagination import paginated_list, paginated_list_schema
 from recognition.api.serializers import (
     DRAWING_REQUEST,
     EXAMPLE_PNG_BASE64,
@@ -44,17 +44,24 @@ def _created(data: dict, *, pending: bool) -> Response:
     return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
 
 
+def _created_responses(serializer, *, invalid: str, too_large: str) -> dict:
+    """The schema of a POST answered by ``_created``, and of a drawing's 400/413/415."""
+    return {
+        201: serializer,
+        202: OpenApiResponse(serializer, description="Queued; poll `url`."),
+        400: OpenApiResponse(description=invalid),
+        413: OpenApiResponse(description=too_large),
+        415: OpenApiResponse(description="Unsupported content type."),
+    }
+
+
 class SubmissionCollectionApi(APIView):
     """/api/v1/submissions: GET lists yours (paginated), POST creates one."""
 
     parser_classes = [MultiPartParser, JSONParser]
     throttle_classes = throttles.WRITE
 
-    @extend_schema(
-        operation_id="submissions_list",
-        parameters=[ListQuerySerializer],
-        responses=paginated_responses("PaginatedSubmissionList", SubmissionOutputSerializer),
-    )
+    @paginated_list_schema(operation_id="submissions_list", name="PaginatedSubmissionList", item_serializer=SubmissionOutputSerializer)
     def get(self, request):
         submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
         return paginated_list(self, request, submissions.defer("image"), SubmissionOutputSerializer)
@@ -69,13 +76,11 @@ class SubmissionCollectionApi(APIView):
                 value={"image_base64": "data:image/png;base64," + EXAMPLE_PNG_BASE64, "source": "api"},
             )
         ],
-        responses={
-            201: SubmissionOutputSerializer,
-            202: OpenApiResponse(SubmissionOutputSerializer, description="Queued; poll `url`."),
-            400: OpenApiResponse(description="Not an image, blank, malformed base64 or strokes."),
-            413: OpenApiResponse(description="Body over the request limit, image over 10 MiB, over 4096 px a side or over 16 megapixels."),
-            415: OpenApiResponse(description="Unsupported content type."),
-        },
+        responses=_created_responses(
+            SubmissionOutputSerializer,
+            invalid="Not an image, blank, malformed base64 or strokes.",
+            too_large="Body over the request limit, image over 10 MiB, over 4096 px a side or over 16 megapixels.",
+        ),
     )
     def post(self, request):
         submission = services.submission_create(**drawing_from_request(request))
@@ -116,24 +121,18 @@ class WordCollectionApi(APIView):
     parser_classes = [MultiPartParser, JSONParser]
     throttle_classes = throttles.WRITE
 
-    @extend_schema(
-        operation_id="words_list",
-        parameters=[ListQuerySerializer],
-        responses=paginated_responses("PaginatedWordList", WordOutputSerializer),
-    )
+    @paginated_list_schema(operation_id="words_list", name="PaginatedWordList", item_serializer=WordOutputSerializer)
     def get(self, request):
         words = selectors.word_list_visible(user=request.user, client_id=client_id_get(request))
         return paginated_list(self, request, words.defer("image", "strokes"), WordOutputSerializer)
 
     @extend_schema(
         request=DRAWING_REQUEST,
-        responses={
-            201: WordOutputSerializer,
-            202: OpenApiResponse(WordOutputSerializer, description="Queued; poll `url`."),
-            400: OpenApiResponse(description="Not an image, blank, malformed base64 or strokes, more than 32 characters."),
-            413: OpenApiResponse(description="Image over 10 MiB or over 4096 px a side."),
-            415: OpenApiResponse(description="Unsupported content type."),
-        },
+        responses=_created_responses(
+            WordOutputSerializer,
+            invalid="Not an image, blank, malformed base64 or strokes, more than 32 characters.",
+            too_large="Image over 10 MiB or over 4096 px a side.",
+        ),
         description=(
             "A drawing of several characters in a row. It is split into characters by its strokes "
             "(in the image's pixel coordinates) when given, else by the ink's connected components; "
