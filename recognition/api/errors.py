@@ -6,7 +6,11 @@ handler500 (emnist_site/urls.py), for what fails outside a DRF view.
 
 import sys
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views.defaults import server_error as html_server_error
