@@ -362,7 +362,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "recognition.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "recognition.apis.exception_handler",
+    "EXCEPTION_HANDLER": "recognition.api.errors.exception_handler",
     # Write endpoints opt in with `throttle_classes = throttles.WRITE` (recognition/throttles.py).
     "DEFAULT_THROTTLE_CLASSES": [],
     "NUM_PROXIES": NUM_PROXIES,

@@ -3,9 +3,9 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("frontend.urls")),
-    path("api/v1/", include("recognition.urls")),
+    path("api/v1/", include("recognition.api.urls")),
     path("admin/", admin.site.urls),
 ]
 
 # JSON for API clients (and 503 for a database outage) instead of Django's HTML 500 page.
-handler500 = "recognition.apis.server_error"
+handler500 = "recognition.api.errors.server_error"

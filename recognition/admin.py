@@ -10,8 +10,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from recognition import exports, services
-from recognition.apis import input28_data_url
 from recognition.errors import RecognitionError
+from recognition.images import input28_data_url
 from recognition.models import Correction, ModelVersion, SiteConfiguration, Submission, TrainingRun, Word
 
 

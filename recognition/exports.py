@@ -13,6 +13,7 @@ import numpy as np
 from django.db.models import QuerySet
 from PIL import Image
 
+from recognition.images import input28_array
 from recognition.models import Correction
 
 CSV_FIELDS = ("file", "label", "label_index", "correction_id", "submission_id", "predicted_label", "reviewed_at")
@@ -28,7 +29,7 @@ def _arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray, np.n
 
     images = np.zeros((len(corrections), 28, 28), dtype=np.uint8)
     for i, c in enumerate(corrections):
-        images[i] = np.frombuffer(bytes(c.submission.input28), dtype=np.uint8).reshape(28, 28)
+        images[i] = input28_array(c.submission.input28)
     labels = np.array([class_index(c.label) for c in corrections], dtype=np.uint8)
     chars = np.array([c.label for c in corrections], dtype="<U1")
     return images, labels, chars

@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from recognition.errors import RecognitionError
+from recognition.images import input28_array
 from recognition.models import Correction, ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def replay_data_get(*, all_splits: bool = False):
 def _correction_arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray]:
     from ml.data import class_index
 
-    images = np.stack([np.frombuffer(bytes(c.submission.input28), dtype=np.uint8).reshape(28, 28) for c in corrections])
+    images = np.stack([input28_array(c.submission.input28) for c in corrections])
     labels = np.array([class_index(c.label) for c in corrections], dtype=np.int64)
     return images, labels
 

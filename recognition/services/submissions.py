@@ -17,6 +17,7 @@ from recognition.errors import (
     TooManyCharacters,
     UnsupportedImageType,
 )
+from recognition.images import input28_array
 from recognition.models import Submission
 
 logger = logging.getLogger(__name__)
@@ -313,12 +314,13 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
             return _fail_rows(ids, f"The active model {model_version.name} cannot be loaded: {load_error}")
         results, good, images = {}, [], []
         for row in rows:
-            data = bytes(row.input28)
-            if len(data) != 28 * 28:
-                results.update(_fail_rows([str(row.id)], f"Stored input is {len(data)} bytes, not 28x28."))
+            try:
+                image = input28_array(row.input28)
+            except ValueError as exc:  # "Stored input is N bytes, not 28x28."
+                results.update(_fail_rows([str(row.id)], str(exc)))
                 continue
             good.append(row)
-            images.append(np.frombuffer(data, dtype=np.uint8).reshape(28, 28))
+            images.append(image)
         if good:
             started = time.perf_counter()
             k = settings.PREDICTION_TOP_K

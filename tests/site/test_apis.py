@@ -225,7 +225,7 @@ def test_the_written_out_submission_representation_is_what_the_declared_fields_g
     from rest_framework import serializers
 
     from recognition import services
-    from recognition.apis import SubmissionOutputSerializer
+    from recognition.api.serializers import SubmissionOutputSerializer
 
     pending = services.submission_create(image=drawing, content_type="image/png")  # db fixture: not queued
     predicted = services.submission_create(image=drawing, content_type="image/png", source="canvas")

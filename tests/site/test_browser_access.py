@@ -216,7 +216,7 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
         polls.append(1)
         if len(polls) < 3:
             return route.fulfill(status=200, body=json.dumps({"id": "queued", "url": "/api/v1/submissions/queued", "status": "pending"}), headers={"Content-Type": "application/json"})
-        from recognition.apis import SubmissionOutputSerializer
+        from recognition.api.serializers import SubmissionOutputSerializer
 
         return route.fulfill(status=200, body=json.dumps(SubmissionOutputSerializer(done).data, default=str), headers={"Content-Type": "application/json"})
 

@@ -55,7 +55,7 @@ def test_django_start_up_does_not_import_tensorflow():
     # Every manage.py call and web worker would otherwise pay TensorFlow's start-up.
     code = (
         "import sys, django; django.setup();"
-        "import emnist_site.urls, recognition.apis, recognition.admin, recognition.tasks, recognition.services;"
+        "import emnist_site.urls, recognition.api.views, recognition.admin, recognition.tasks, recognition.services;"
         "from django.test import Client; Client().get('/api/v1/labels');"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )

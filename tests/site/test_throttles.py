@@ -3,16 +3,37 @@
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 from rest_framework.test import APIClient
 
+from recognition import throttles
 from recognition.models import Correction, Submission
 from tests.site.conftest import canvas_png, token_client
 
 pytestmark = pytest.mark.django_db
+
+# A whole minute on the epoch (1.8e9 s is 30 million minutes): the throttle's windows start here.
+MINUTE = 1_800_000_000.0
+
+
+class Clock:
+    """The throttle's clock, pinned: every request of a test falls in the window the test says,
+    however long the test takes and whenever it starts."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    pinned = Clock(MINUTE + 20)  # 20 s into a minute: 40 s before its window ends
+    monkeypatch.setattr(throttles, "clock", pinned)
+    return pinned
 
 
 def correct_missing(client, **extra):
@@ -27,11 +48,12 @@ def submit(client, **extra):
     return client.post("/api/v1/submissions", payload, format="json", **extra)
 
 
-def assert_throttled(response):
+def assert_throttled(response, retry_after: int = 40):
+    """429 with the error body, and Retry-After the seconds left in the pinned window."""
     assert response.status_code == 429, response.content
     body = response.json()
     assert body["code"] == "throttled" and "throttled" in body["detail"], body
-    assert 1 <= int(response["Retry-After"]) <= 60
+    assert int(response["Retry-After"]) == retry_after
 
 
 @pytest.fixture
@@ -94,6 +116,16 @@ def test_reads_are_never_throttled(anon, limits):
         assert anon.get("/api/v1/labels").status_code == 200
 
 
+def test_the_count_starts_again_when_the_minute_turns(anon, limits, clock):
+    limits(client="100/min", ip="2/min")
+    assert [correct_missing(anon).status_code for _ in range(2)] == [404, 404]
+    clock.now = MINUTE + 59.5
+    assert_throttled(correct_missing(anon), retry_after=1)  # half a second left, rounded up
+    clock.now = MINUTE + 60  # the next window: a new counter
+    assert [correct_missing(anon).status_code for _ in range(2)] == [404, 404]
+    assert_throttled(correct_missing(anon), retry_after=60)
+
+
 def test_off_disables_both_limits(anon, limits):
     limits(client=None, ip=None)
     assert {correct_missing(anon).status_code for _ in range(30)} == {404}
@@ -132,23 +164,22 @@ def test_an_unreachable_cache_lets_writes_through(settings, anon, limits, caplog
 COUNT_IN_ANOTHER_PROCESS = """
 import django; django.setup()
 from django.test import RequestFactory
+from recognition import throttles
 from recognition.throttles import WriteIpThrottle
+throttles.clock = lambda: {now!r}  # the same window as the test's process
 request = RequestFactory().post("/api/v1/submissions", REMOTE_ADDR={ip!r})
 print([WriteIpThrottle().allow_request(request, None) for _ in range(3)])
 """
 
 
-def test_the_counters_are_shared_through_redis_by_every_process(settings, redis_url, limits):
+def test_the_counters_are_shared_through_redis_by_every_process(settings, redis_url, limits, clock):
     from emnist_site.settings import cache_from_url
 
     limits(client=None, ip="5/min")
     settings.CACHES = {"default": cache_from_url(redis_url)}
-    # Counters are per fixed minute: start early in one, so both processes count in the same.
-    if time.time() % 60 > 30:
-        time.sleep(60 - time.time() % 60 + 0.1)
     ip = f"192.0.2.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:8]}"  # unique: the shared Redis is never flushed
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="emnist_site.settings", CACHE_URL=redis_url, THROTTLE_WRITE_IP="5/min")
-    code = COUNT_IN_ANOTHER_PROCESS.format(ip=ip)
+    code = COUNT_IN_ANOTHER_PROCESS.format(ip=ip, now=clock.now)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=settings.BASE_DIR)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[True, True, True]"

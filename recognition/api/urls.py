@@ -1,0 +1,24 @@
+"""The API's routes, under /api/v1/ (emnist_site/urls.py); reversed as "api:<name>"."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from recognition.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("submissions", views.SubmissionCollectionApi.as_view(), name="submissions"),
+    path("submissions/<str:submission_id>", views.SubmissionDetailApi.as_view(), name="submission-detail"),
+    path("submissions/<str:submission_id>/correction", views.SubmissionCorrectionApi.as_view(), name="submission-correction"),
+    path("words", views.WordCollectionApi.as_view(), name="words"),
+    path("words/<str:word_id>", views.WordDetailApi.as_view(), name="word-detail"),
+    path("corrections/export", views.CorrectionExportApi.as_view(), name="correction-export"),
+    path("labels", views.LabelListApi.as_view(), name="label-list"),
+    path("model-versions", views.ModelVersionListApi.as_view(), name="model-version-list"),
+    path("model-versions/<str:model_version_id>", views.ModelVersionDetailApi.as_view(), name="model-version-detail"),
+    path("stats", views.StatsApi.as_view(), name="stats"),
+    path("health", views.HealthApi.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
