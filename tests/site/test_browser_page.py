@@ -52,15 +52,21 @@ def test_predict_when_the_pen_lifts_waits_for_the_last_stroke_and_sends_the_whol
     assert len(row.strokes) == 4
 
 
-def test_a_stroke_lifted_while_a_prediction_is_in_flight_is_read_too(page, live_server, active_model, settings):
+@pytest.mark.parametrize("trigger", ["the pen lifts", "Enter"])
+def test_a_stroke_added_while_a_prediction_is_in_flight_is_read_too(page, live_server, active_model, settings, trigger):
     settings.PAGE_AUTO_PAUSE_MS = 300
     settings.PREDICT_DELAY_SECONDS = 2  # the first answer takes a while
     page.goto(live_server.url + "/")
     sent = posts_to(page, "/api/v1/submissions")
-    page.check("#auto")
+    if trigger == "the pen lifts":
+        page.check("#auto")
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/submissions"), timeout=10_000):
         draw(page, line(0.5, 0.15, 0.5, 0.85))
-    draw(page, line(0.3, 0.3, 0.5, 0.15))  # lifted while the first drawing is being read
+        if trigger == "Enter":
+            page.keyboard.press("Enter")
+    draw(page, line(0.3, 0.3, 0.5, 0.15))  # while the first drawing is being read
+    if trigger == "Enter":
+        page.keyboard.press("Enter")
     wait_until(page, lambda: Submission.objects.count() == 2)
     page.wait_for_function("document.getElementById('working').hidden", timeout=30_000)
     assert len(sent) == 2

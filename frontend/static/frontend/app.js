@@ -19,7 +19,7 @@ let coolDownUntil = 0;
 let autoTimer = null;
 let revision = 0; // bumped by every change to the drawing
 let sentRevision = -1; // the revision the last prediction read
-let readAgain = false; // the pen rested while a request was in flight
+let readAgain = false; // the pen rested (or Enter was pressed) while a request was in flight
 
 function cancelAuto() {
   clearTimeout(autoTimer);
@@ -135,7 +135,7 @@ async function send(kind, makeForm) {
     busy = false;
     working("");
     predictButton.disabled = Date.now() < coolDownUntil;
-    // The pen rested again while this request was out: read the drawing as it is now.
+    // The drawing was finished again while this request was out: read it as it is now.
     if (readAgain) {
       readAgain = false;
       if (strokeCount() && revision !== sentRevision) predict();
@@ -150,7 +150,9 @@ function predict() {
     pad.focus();
     return;
   }
-  if (busy || Date.now() < coolDownUntil) return;
+  if (Date.now() < coolDownUntil) return;
+  // Asked again while a request is out: read the drawing as it is once that one is answered.
+  if (busy) { readAgain = true; return; }
   sentRevision = revision;
   // Both taken now, together: toBlob copies the bitmap at once, so a stroke begun while the
   // PNG is encoded is in neither.
