@@ -257,6 +257,28 @@ SUBMISSION_REQUEUE_INTERVAL_SECONDS = envint("SUBMISSION_REQUEUE_INTERVAL_SECOND
 PREDICT_DELAY_SECONDS = envfloat("PREDICT_DELAY_SECONDS", "0")
 
 # ---------------------------------------------------------------------------
+# The drawing page (frontend/): rendered into the page as its configuration
+# ---------------------------------------------------------------------------
+
+# The first prediction in a fresh process loads TensorFlow and the model: tens of seconds on a
+# busy 2-core machine, hence the generous deadline for each request the page sends.
+PAGE_REQUEST_TIMEOUT_MS = envint("PAGE_REQUEST_TIMEOUT_MS", "45000")
+# A 202 answer is polled this many times, the delay growing by half each time up to the maximum.
+PAGE_POLL_TRIES = envint("PAGE_POLL_TRIES", "20")
+PAGE_POLL_DELAY_MS = envint("PAGE_POLL_DELAY_MS", "500")
+PAGE_POLL_MAX_DELAY_MS = envint("PAGE_POLL_MAX_DELAY_MS", "3000")
+# "Predict when the pen lifts" waits for the pen to rest this long after the last stroke, or a
+# 4-stroke E would be read (and stored) after every stroke; a word needs a longer rest, since
+# the pen travels between characters.
+PAGE_AUTO_PAUSE_MS = envint("PAGE_AUTO_PAUSE_MS", "700")
+PAGE_WORD_PAUSE_MS = envint("PAGE_WORD_PAUSE_MS", "1500")
+# Below this top probability the page says the model is unsure and asks which guess is right,
+# instead of showing the top answer as if it were sure.
+UNSURE_BELOW = envfloat("UNSURE_BELOW", "0.5")
+if not 0 <= UNSURE_BELOW <= 1:
+    raise ImproperlyConfigured(f"UNSURE_BELOW must be between 0 and 1, got {UNSURE_BELOW}")
+
+# ---------------------------------------------------------------------------
 # Retraining (recognition/services/retraining.py)
 # ---------------------------------------------------------------------------
 

@@ -10,11 +10,15 @@ from tests.site.browser import browser, draw, ellipse, line, page  # noqa: F401
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
+def has_focus(page, selector: str) -> bool:
+    return page.evaluate("(s) => Boolean(document.activeElement && document.activeElement.matches(s))", selector)
+
+
 def tab_to(page, selector: str, limit: int = 60) -> None:
     """Press Tab until ``selector`` has the focus, as someone without a mouse would."""
     for _ in range(limit):
         page.keyboard.press("Tab")
-        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+        if has_focus(page, selector):
             return
     raise AssertionError(f"Tab never reached {selector}")
 
@@ -42,8 +46,10 @@ def focus_ring(page) -> str:
     return page.evaluate("() => { const s = getComputedStyle(document.activeElement); return s.outlineStyle + ' ' + s.outlineWidth; }")
 
 
-def test_someone_with_only_a_keyboard_uploads_a_scan_and_corrects_the_answer(page, live_server, active_model, tmp_path):
+def test_someone_with_only_a_keyboard_uploads_a_scan_and_corrects_the_answer(page, live_server, active_model, tmp_path, settings):
     from PIL import Image, ImageDraw
+
+    settings.UNSURE_BELOW = 0  # the answer as if sure: the person goes looking for the picker
 
     scan = tmp_path / "scan.png"
     image = Image.new("L", (200, 200), 255)
@@ -73,7 +79,30 @@ def test_someone_with_only_a_keyboard_uploads_a_scan_and_corrects_the_answer(pag
     assert page.inner_text("#announce") == f"Correction stored: {chosen}"
 
 
-def test_the_keyboard_shortcuts_undo_clear_and_predict(page, live_server, active_model):
+def test_an_unsure_answer_hands_the_keyboard_to_the_correction_picker(page, live_server, active_model, settings):
+    settings.UNSURE_BELOW = 1  # every answer is unsure (the untrained test model is anyway)
+    page.goto(live_server.url + "/")
+    draw(page, ellipse(0.5, 0.5, 0.25, 0.3))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden]) .bars li", timeout=60_000)
+    assert "not sure" in page.inner_text("#announce")
+    assert has_focus(page, "#fix-0")  # no Tab needed
+    assert page.evaluate("document.activeElement.labels[0].textContent").startswith("Which is it?")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # save with no choice: asked to choose, nothing stored
+    page.wait_for_function("document.querySelector('.fix-message').textContent.includes('Choose')", timeout=5_000)
+    assert Correction.objects.count() == 0 and has_focus(page, "#fix-0")
+    page.keyboard.press("ArrowDown")  # the model's first guess
+    chosen = page.eval_on_selector("#fix-0", "s => s.value")
+    assert chosen == page.inner_text("#prediction")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f'.fix[data-saved="{chosen}"]', timeout=10_000)
+    assert Correction.objects.get().label == chosen
+
+
+def test_the_keyboard_shortcuts_undo_clear_and_predict(page, live_server, active_model, settings):
+    settings.UNSURE_BELOW = 0  # a sure answer leaves the focus on the canvas, where the shortcuts are
     page.goto(live_server.url + "/")
     draw(page, line(0.5, 0.15, 0.5, 0.85))
     draw(page, line(0.3, 0.3, 0.5, 0.15))
@@ -187,8 +216,8 @@ def test_a_server_error_and_a_dropped_connection_each_get_a_plain_message(page, 
     assert page.is_enabled("#predict")
 
 
-def test_a_silent_server_times_out_instead_of_hanging(page, live_server, active_model):
-    page.add_init_script("window.HANDWRITING_CONFIG = {timeoutMs: 1500}")
+def test_a_silent_server_times_out_instead_of_hanging(page, live_server, active_model, settings):
+    settings.PAGE_REQUEST_TIMEOUT_MS = 1500  # rendered into the page's config
     page.goto(live_server.url + "/")
     page.route("**/api/v1/submissions", lambda route: None if route.request.method == "POST" else route.continue_())
     draw(page, line(0.5, 0.15, 0.5, 0.85))
@@ -198,7 +227,7 @@ def test_a_silent_server_times_out_instead_of_hanging(page, live_server, active_
     assert page.is_hidden("#working") and page.is_enabled("#predict")
 
 
-def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_server, active_model, drawing):
+def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_server, active_model, drawing, settings):
     """202 + Location: the page polls, shows that it is still working, then the result."""
     from recognition import services
 
@@ -220,7 +249,7 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
 
         return route.fulfill(status=200, body=json.dumps(SubmissionOutputSerializer(done).data, default=str), headers={"Content-Type": "application/json"})
 
-    page.add_init_script("window.HANDWRITING_CONFIG = {pollDelayMs: 400, pollTries: 5}")
+    settings.PAGE_POLL_DELAY_MS, settings.PAGE_POLL_TRIES = 400, 5
     page.goto(live_server.url + "/")
     page.route("**/api/v1/submissions", handle)
     page.route("**/api/v1/submissions/queued", detail)
@@ -233,7 +262,7 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
     assert page.is_hidden("#working")
 
 
-def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, active_model):
+def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, active_model, settings):
     polls = []
 
     def handle(route):
@@ -246,7 +275,7 @@ def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, act
         polls.append(1)
         route.fulfill(status=200, body=json.dumps({"id": "stuck", "status": "pending"}), headers={"Content-Type": "application/json"})
 
-    page.add_init_script("window.HANDWRITING_CONFIG = {pollDelayMs: 200, pollMaxDelayMs: 300, pollTries: 4}")
+    settings.PAGE_POLL_DELAY_MS, settings.PAGE_POLL_MAX_DELAY_MS, settings.PAGE_POLL_TRIES = 200, 300, 4
     page.goto(live_server.url + "/")
     page.route("**/api/v1/submissions", handle)
     page.route("**/api/v1/submissions/stuck", stuck)

@@ -88,7 +88,7 @@ def test_the_model_page_is_public_and_escapes_its_parameter(client, shipped_mode
     html = response.content.decode()
     assert response.status_code == 200
     assert 'data-version-id=""' in html and "<script>\"" not in html
-    assert "/static/frontend/model.js" in html
+    assert '<script type="module" src="/static/frontend/model-page.js">' in html
     assert "https://" not in html  # no CDN
 
 

@@ -53,7 +53,7 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
                     pytest.fail((tmp_path / "web.log").read_text())
                 time.sleep(0.3)
         assert status == 200 and b'id="pad"' in body
-        status, js = fetch(f"http://127.0.0.1:{port}/static/frontend/app.js")
+        status, js = fetch(f"http://127.0.0.1:{port}/static/frontend/canvas.js")
         assert status == 200 and b"pointerdown" in js
         # setup_site registered the shipped model; health says whether its file is there.
         version = ModelVersion.objects.get(status="active")

@@ -90,10 +90,12 @@ def test_reads_need_no_csrf_token():
 
 
 def test_the_page_sends_the_csrf_token_with_every_write():
-    script = (ROOT / "frontend/static/frontend/app.js").read_text()
-    # Every request goes through the page's request() wrapper around fetch().
-    posts = re.findall(r"(?:fetch|request)\([^;]*?method:\s*\"POST\"[^;]*?\}\)", script, re.S)
+    # The page's ES modules, every one: a write added to any of them is checked too.
+    script = "\n".join(path.read_text() for path in sorted((ROOT / "frontend/static/frontend").glob("*.js")))
+    # Every request goes through common.js's request() wrapper around fetch(); a call ends at ";".
+    posts = re.findall(r"(?:fetch|request)\([^;]*?method:\s*\"POST\"[^;]*;", script, re.S)
     assert len(posts) == 2, posts  # the drawing (a character or a word) and the correction
+    assert len(re.findall(r"method:\s*\"POST\"", script)) == 2
     assert all('"X-CSRFToken": csrfToken()' in call for call in posts)
 
 
