@@ -94,7 +94,7 @@ def group_elements(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
                 narrower = max(min(ga[2] - ga[0], gb[2] - gb[0]), 1e-6)
                 if overlap >= MIN_OVERLAP * narrower:
                     parent[find(b)] = find(a)
-                    groups[a] = np.array([min(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), max(ga[3], gb[3])])
+                    groups[a] = _union(ga, gb)
                     del groups[b]
                     changed = True
 
@@ -114,7 +114,7 @@ def group_elements(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
             gb = groups[b]
             if gap(ga, gb) < FRAGMENT_REACH * ref:
                 parent[find(a)] = find(b)
-                groups[b] = np.array([min(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), max(ga[3], gb[3])])
+                groups[b] = _union(ga, gb)
                 del groups[a]
                 changed = True
 
@@ -144,6 +144,11 @@ def group_elements(boxes: np.ndarray, weights: np.ndarray) -> list[list[int]]:
 
     ordered = sorted(members.values(), key=lambda idx: float(boxes[idx, 0].min()))
     return [sorted(idx) for idx in ordered]
+
+
+def _union(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
+    """The smallest box (x0, y0, x1, y1) that holds both boxes."""
+    return np.array([min(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), max(ga[3], gb[3])])
 
 
 def crop_piece(ink: np.ndarray, own: np.ndarray, mask: np.ndarray, strokes=None) -> Piece | None:
