@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def prepare(args) -> int:
     from bench.retraining import writer
     from ml.data import load_emnist
-    from ml.finetune import load_model
+    from ml.model import load_model
 
     model = load_model(args.model)
     data = load_emnist(args.data_dir)
@@ -55,8 +55,9 @@ def prepare(args) -> int:
 
 def run(args) -> int:
     from ml.data import NUM_CLASSES, EmnistData
-    from ml.finetune import FinetuneConfig, finetune, load_model
-    from ml.train import predict_probs
+    from ml.evaluate import predict_probs
+    from ml.finetune import FinetuneConfig, finetune
+    from ml.model import load_model
 
     with np.load(args.file) as f:
         d = {k: f[k] for k in f.files}

@@ -60,7 +60,7 @@ def writer(model, data, args) -> tuple[np.ndarray, np.ndarray, list[tuple[np.nda
     Fresh images: ``args.fresh`` validation images in the style. Corrections: ByClass training
     characters drawn in the style, the first ``args.corrections`` the model misreads.
     """
-    from ml.train import predict_probs
+    from ml.evaluate import predict_probs
 
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
 
     from ml.data import CLASSES
-    from ml.finetune import load_model
-    from ml.train import predict_probs
+    from ml.evaluate import predict_probs
+    from ml.model import load_model
     from recognition import services
     from recognition.models import Correction, ModelVersion, Submission
     from recognition.services.retraining import replay_data_get

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.data import CLASSES, load_validation  # noqa: E402
 from ml.inference import load_predictor  # noqa: E402
-from ml.preprocess import image_bytes_to_emnist  # noqa: E402
+from ml.preprocess import image_bytes_to_emnist, ink_to_png  # noqa: E402
 from ml.segment import pieces_to_emnist, segment_image_bytes  # noqa: E402
-from ml.synth import ink_to_png, render_canvas_png, render_word_ink  # noqa: E402
+from ml.synth import render_canvas_png, render_word_ink  # noqa: E402
 
 
 def main() -> int:

@@ -1,17 +1,28 @@
-"""Scoring a model: accuracy, per-class precision/recall, confusions, calibration.
+"""A model's outputs: probabilities, their scores (accuracy, per-class precision/recall,
+confusions, calibration) and the class-prior correction.
 
-Everything works on probability arrays, so the same code scores our model, a
-retrained candidate and the reference model in ``shared/peers/``.
+The scores work on probability arrays, so the same code scores our model, a retrained
+candidate and the reference model in ``shared/peers/``.
+
+The web imports this module (look-alike groups, the confusion image), so it does not
+import TensorFlow: ``predict_probs`` and ``correct_prior`` only call methods of the Keras
+model they are given, and ``keras_probs`` imports Keras when it is called.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ml.data import CLASSES, NUM_CLASSES
+from ml.data import CLASSES, NUM_CLASSES, load_validation
+
+if TYPE_CHECKING:  # annotations only: importing Keras starts TensorFlow
+    import keras
 
 # Pairs that EMNIST itself merged in ByMerge (their shapes differ mostly by size), plus the
 # digit/letter look-alikes. Classes joined by any chain of pairs form one group.
@@ -117,6 +128,8 @@ def summary_line(metrics: dict) -> str:
 
 def save_confusion_png(cm: np.ndarray | list, path: str | Path, title: str = "Confusion matrix") -> None:
     """Draw a 62x62 confusion matrix with class names, row-normalised, log colour scale."""
+    # Here, not at module level: pyplot takes 0.3-0.9 s to import, which every web process
+    # importing this module would pay, and use("Agg") is a process-wide setting.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,12 +155,51 @@ def write_report(report: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """float64 (N, C) probabilities from (N, C) logits, stable for large values."""
-    shifted = np.asarray(logits, dtype=np.float64)
-    shifted = shifted - shifted.max(axis=1, keepdims=True)
+def softmax(logits: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Probabilities over the last axis of ``logits`` (any shape), computed in ``dtype``, stable for large values."""
+    shifted = np.asarray(logits, dtype=dtype)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def model_input(images: np.ndarray) -> np.ndarray:
+    """What ``ml.model.build_model`` takes: float32 (N, 28, 28, 1) raw 0..255 pixels, from (N, 28, 28) images."""
+    return images.astype(np.float32)[..., None]
+
+
+def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """float64 (N, 62) softmax probabilities for uint8 (N, 28, 28) images."""
+    return softmax(model.predict(model_input(images), batch_size=batch_size, verbose=0))
+
+
+def estimate_training_prior(model: keras.Model, images: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The class prior the model was trained under: float64 (62,), sums to 1.
+
+    Exact labels count as themselves; a merged label is split between its allowed
+    classes in proportion to the model's own posterior (one EM step).
+    """
+    probs = predict_probs(model, images) * allowed
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs.mean(axis=0)
+
+
+def correct_prior(model: keras.Model, trained_prior: np.ndarray, target_prior: np.ndarray) -> None:
+    """Shift the output bias by log(target / trained) (logit adjustment), in place.
+
+    The training mix over-represents digits and letters compared with ByClass (the
+    extra MNIST, Digits and Letters files); this moves the decision back to the
+    distribution the site sees, without retraining.
+    """
+    kernel, bias = model.get_layer("logits").get_weights()
+    bias = bias + prior_shift(trained_prior, target_prior)
+    model.get_layer("logits").set_weights([kernel, bias.astype(kernel.dtype)])
+
+
+def prior_shift(trained_prior, target_prior) -> np.ndarray:
+    """log(target / trained) per class: what ``correct_prior`` adds to the output bias."""
+    eps = 1e-6
+    return np.log(np.asarray(target_prior) + eps) - np.log(np.asarray(trained_prior) + eps)
 
 
 def keras_probs(path: str | Path, images: np.ndarray, upright: bool = False, batch_size: int = 1024) -> np.ndarray:
@@ -162,12 +214,12 @@ def keras_probs(path: str | Path, images: np.ndarray, upright: bool = False, bat
     Returns:
         float64 (N, 62); a softmax is applied when the model outputs logits.
     """
-    import keras
+    # Here, not at module level: ml.model imports Keras, which starts TensorFlow (seconds),
+    # and the web imports this module.
+    from ml.model import load_model
 
-    import ml.model  # noqa: F401 - registers our custom layer
-
-    model = keras.models.load_model(path, compile=False)
-    x = (np.swapaxes(images, 1, 2) if upright else images).astype(np.float32)[..., None]
+    model = load_model(path)
+    x = model_input(np.swapaxes(images, 1, 2) if upright else images)
     out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
     if out.min() < 0 or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
         out = softmax(out)
@@ -176,12 +228,7 @@ def keras_probs(path: str | Path, images: np.ndarray, upright: bool = False, bat
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m ml.evaluate``: score models on the fixed validation split with the same code."""
-    import argparse
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ml.data import load_validation
-
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before keras_probs starts TensorFlow
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", action="append", default=[], help="model taking EMNIST-orientation input")
     parser.add_argument("--reference", action="append", default=[], help="model taking upright input (shared/peers)")

@@ -34,8 +34,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.data import EXACT_SPLIT, IMAGE_SIZE, NUM_CLASSES, EmnistData, label_space_masks  # noqa: E402
-from ml.model import RandomDistortion, allowed_set_loss  # noqa: E402
-from ml.train import correct_prior, predict_probs  # noqa: E402
+from ml.evaluate import correct_prior, predict_probs  # noqa: E402
+from ml.model import RandomDistortion, allowed_set_loss, load_model  # noqa: E402
 
 
 @dataclass
@@ -82,12 +82,6 @@ class FinetuneResult:
 
     model: keras.Model
     summary: dict = field(default_factory=dict)
-
-
-def load_model(path: str | Path) -> keras.Model:
-    import ml.model  # noqa: F401 - registers the custom layer
-
-    return keras.models.load_model(Path(path), compile=False)
 
 
 def _copy_model(model: keras.Model) -> keras.Model:

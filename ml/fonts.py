@@ -30,7 +30,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ml.data import CLASSES
 from ml.errors import BlankImageError
-from ml.preprocess import ink_to_emnist, morph_array
+from ml.morphology import morph_array
+from ml.preprocess import ink_to_emnist
 
 # OpenType features that select other glyphs in handwriting fonts; a font keeps those that
 # change at least one of the 62 characters (``font_alternates``).

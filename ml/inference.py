@@ -32,6 +32,7 @@ import numpy as np
 
 from ml.data import CLASSES, IMAGE_SIZE, NUM_CLASSES
 from ml.errors import InvalidImageError, ModelFileError
+from ml.evaluate import softmax
 from ml.preprocess import check_emnist_array
 
 BATCH_CHUNK = 1024
@@ -49,7 +50,7 @@ class Predictor:
     """A loaded model, ready to classify uint8 (28, 28) EMNIST-orientation images."""
 
     def __init__(self, model, path: Path, threads: int = 1, batch_threads: int | None = None):
-        import tensorflow as tf
+        import tensorflow as tf  # here, not at module level: see the module's docstring
 
         self.path = path
         self.classes = CLASSES
@@ -87,7 +88,7 @@ class Predictor:
             interpreter.set_tensor(input_index, image.astype(np.float32).reshape(1, IMAGE_SIZE, IMAGE_SIZE, 1))
             interpreter.invoke()
             logits = interpreter.get_tensor(output_index)[0]
-        return _softmax(logits)
+        return softmax(logits, dtype=np.float32)
 
     def _lite_agrees(self) -> bool:
         probe = np.random.default_rng(0).integers(0, 256, size=(4, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -107,7 +108,7 @@ class Predictor:
             interpreter.set_tensor(input_index, chunk)
             interpreter.invoke()
             logits = interpreter.get_tensor(output_index)
-        return _softmax(logits)
+        return softmax(logits, dtype=np.float32)
 
     def _lite_batch_agrees(self) -> bool:
         probe = np.random.default_rng(1).integers(0, 256, size=(LITE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 1)).astype(np.float32)
@@ -160,19 +161,13 @@ class Predictor:
         return self.top_k(self.probabilities(images), k)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis (the Lite models end in logits)."""
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def _lite_model(model) -> bytes | None:
     """``model`` converted to TensorFlow Lite (a flatbuffer), or None if conversion fails.
 
     Converted in memory at load time (about 1.5 s for the shipped model), so there is no
     second file to keep in step with the ``.keras`` one.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at module level: see the module's docstring
 
     try:
         # Keras prints the signature of the graph it exports for the converter: not for a log.
@@ -187,7 +182,7 @@ def _lite_model(model) -> bytes | None:
 
 def _lite_interpreter(blob: bytes | None, threads: int, batch: int):
     """(interpreter, input index, output index) for ``batch`` images at a time, or None."""
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at module level: see the module's docstring
 
     if blob is None:
         return None
@@ -220,12 +215,12 @@ def load_predictor(path: str | Path, threads: int = 1, batch_threads: int | None
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    import ml.model  # noqa: F401 - registers the custom layer for deserialisation
+    # Here, not at module level: ml.model imports Keras, which starts TensorFlow (seconds),
+    # and a web process or a Celery parent imports this module without predicting.
+    from ml.model import load_model
 
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = load_model(path)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelFileError(f"could not load model {path}: {exc}") from exc
     in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)

@@ -1,4 +1,4 @@
-"""The CNN, its augmentation layer and its loss.
+"""The CNN, its augmentation layer, its loss, and loading a saved one.
 
 The architecture was picked by measurement on this 2-core CPU (see ``ml/MODEL.md``):
 the widest network that still classifies a 1,024-image batch at over 5,000 images/s
@@ -8,6 +8,7 @@ and one image in under 2 ms, trained for the most epochs an hour allows.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
 from keras import layers, ops
@@ -43,6 +44,15 @@ def build_model(width: int = 32, dense: int = 256, dropout: float = 0.3) -> kera
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
     return keras.Model(inputs, outputs, name="emnist_cnn")
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """A saved ``.keras`` (or legacy ``.h5``) model, uncompiled: for prediction or fine-tuning.
+
+    Loading through this module registers ``RandomDistortion``, which a saved model may hold.
+    Raises whatever Keras raises for a missing or malformed file.
+    """
+    return keras.models.load_model(Path(path), compile=False)
 
 
 @keras.saving.register_keras_serializable(package="ml")

@@ -12,6 +12,7 @@ Public functions:
     image_to_ink(image) -> float32 (H, W) ink map in 0..1, upright
     ink_to_emnist(ink) -> uint8 (28, 28), EMNIST orientation
     check_emnist_array(array) -> uint8 (28, 28), validated
+    ink_to_png(ink) -> bytes, an RGBA PNG: black ink in alpha on a transparent background
 
 All raise subclasses of ``ml.errors.MLInputError`` on bad input. Only NumPy and
 Pillow: cheap to import in a web process.
@@ -27,6 +28,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from ml.data import IMAGE_SIZE
 from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, MLInputError
+from ml.morphology import morph_array, stroke_width
 
 # Limits, checked from the file header before any pixel is decoded.
 MAX_BYTES = 10 * 1024 * 1024
@@ -105,6 +107,27 @@ def open_image(data: bytes) -> Image.Image:
         raise InvalidImageError(f"image could not be decoded ({exc})") from exc
 
 
+def ink_to_png(ink: np.ndarray) -> bytes:
+    """An ink map as a canvas sends it (``canvas.toBlob('image/png')``): black ink in alpha, transparent background.
+
+    Args:
+        ink: (H, W), upright, background 0: uint8 0..255, or float 0..1 (clipped to it).
+
+    Returns:
+        The bytes of an RGBA PNG; ``image_to_ink`` reads the same ink map back from it.
+    """
+    ink = np.asarray(ink)
+    if ink.dtype == np.uint8:
+        alpha = ink  # already 0..255: what rescaling to 0..1 and back would give, bit for bit
+    else:
+        alpha = np.round(np.clip(ink, 0, 1) * 255).astype(np.uint8)
+    rgba = np.zeros((*alpha.shape, 4), dtype=np.uint8)
+    rgba[..., 3] = alpha
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def image_to_ink(image: Image.Image) -> np.ndarray:
     """Ink map of a decoded image: (H, W), upright, background 0: uint8 0..255 from alpha, else float32 0..1.
 
@@ -145,20 +168,6 @@ def _checked_ink(ink: np.ndarray) -> np.ndarray:
     return ink
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width of a boolean ink mask, in pixels: area / (perimeter / 2).
-
-    A stroke of length L and width w has area L*w and a boundary of about 2L pixels.
-    """
-    area = int(np.count_nonzero(mask))
-    if area == 0:
-        return 0.0
-    padded = np.pad(mask, 1)
-    interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    boundary = area - int(np.count_nonzero(interior))
-    return area / max(boundary / 2, 1.0)
-
-
 def _normalise_strokes(picture: Image.Image, longest: int) -> Image.Image:
     """Dilate or erode so the stroke width lies within EMNIST's usual range."""
     width = stroke_width(np.asarray(picture) > 127)
@@ -177,29 +186,6 @@ def _morph(picture: Image.Image, radius: int, op) -> Image.Image:
     if radius <= 0:
         return picture
     return Image.fromarray(morph_array(np.asarray(picture), radius, op), mode="L")
-
-
-def morph_array(a: np.ndarray, radius: int, op) -> np.ndarray:
-    """Grey dilation (``np.maximum``) or erosion (``np.minimum``) of a 2-D array by a (2r+1)-square.
-
-    Separable shifts in NumPy: Pillow's MaxFilter is a rank filter, 4-11 ms here for
-    the sizes we need, against well under 0.1 ms for this. Outside the array counts as 0.
-    """
-    if radius <= 0:
-        return a
-    rows, cols = a.shape
-    # Along each axis: the running op over a window of 2r+1, as views of one zero-padded copy.
-    padded = np.zeros((rows + 2 * radius, cols), dtype=a.dtype)
-    padded[radius : radius + rows] = a
-    out = padded[: rows].copy()
-    for shift in range(1, 2 * radius + 1):
-        op(out, padded[shift : shift + rows], out=out)
-    padded = np.zeros((rows, cols + 2 * radius), dtype=a.dtype)
-    padded[:, radius : radius + cols] = out
-    out = padded[:, :cols].copy()
-    for shift in range(1, 2 * radius + 1):
-        op(out, padded[:, shift : shift + cols], out=out)
-    return out
 
 
 def ink_to_emnist(ink: np.ndarray) -> np.ndarray:

@@ -7,13 +7,16 @@ thicker than EMNIST's. ``render_canvas_png`` makes such a PNG from a 28x28 image
 
 from __future__ import annotations
 
-import io
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from ml.data import to_upright
-from ml.preprocess import morph_array
+from ml.errors import BlankImageError
+from ml.morphology import morph_array
+from ml.preprocess import ink_to_emnist, ink_to_png
 
 # How ``render_character_ink`` changes the pen: eroded, as it is, dilated.
 STROKES = ("thin", "same", "thick")
@@ -107,16 +110,6 @@ def render_word_ink(
     return out, boxes
 
 
-def ink_to_png(ink: np.ndarray) -> bytes:
-    """Black ink on a transparent background, as ``canvas.toBlob('image/png')`` sends it."""
-    alpha = np.round(np.clip(ink, 0, 1) * 255).astype(np.uint8)
-    rgba = np.zeros((*alpha.shape, 4), dtype=np.uint8)
-    rgba[..., 3] = alpha
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def render_canvas_png(
     image: np.ndarray, rng: np.random.Generator, canvas: int | None = None, stroke: str | None = None
 ) -> bytes:
@@ -140,9 +133,6 @@ def canvas_roundtrip(images: np.ndarray, seed: int) -> np.ndarray:
         uint8 (N, 28, 28), EMNIST orientation. A rendering that comes out blank (a stroke
         thinned away) keeps the raw image.
     """
-    from ml.errors import BlankImageError
-    from ml.preprocess import ink_to_emnist
-
     rng = np.random.default_rng(seed)
     out = np.empty_like(images)
     for i, image in enumerate(images):
@@ -160,9 +150,6 @@ def canvas_roundtrip_parallel(images: np.ndarray, seed: int, workers: int = 2, c
     Chunk ``k`` uses seed ``(seed, k)``. Processes are spawned, not forked: the caller may
     have TensorFlow loaded, which is not fork-safe.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     starts = range(0, len(images), chunk)
     seeds = [int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in range(len(starts))]
     parts = [images[s : s + chunk] for s in starts]

@@ -23,9 +23,20 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.data import NUM_CLASSES, EmnistData, load_emnist  # noqa: E402
+from ml.evaluate import (  # noqa: E402
+    correct_prior,
+    estimate_training_prior,
+    evaluate_probs,
+    model_input,
+    predict_probs,
+    prior_shift,
+    save_confusion_png,
+    softmax,
+    summary_line,
+    write_report,
+)
 from ml.font_families import FontsMissingError, installed_fonts  # noqa: E402
 from ml.fonts import render_families  # noqa: E402
-from ml.evaluate import evaluate_probs, save_confusion_png, softmax, summary_line, write_report  # noqa: E402
 from ml.model import (  # noqa: E402
     RandomDistortion,
     allowed_set_accuracy,
@@ -97,44 +108,6 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
-def _as_input(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32)[..., None]
-
-
-def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """float64 (N, 62) softmax probabilities for uint8 (N, 28, 28) images."""
-    return softmax(model.predict(_as_input(images), batch_size=batch_size, verbose=0))
-
-
-def estimate_training_prior(model: keras.Model, images: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """The class prior the model was trained under: float64 (62,), sums to 1.
-
-    Exact labels count as themselves; a merged label is split between its allowed
-    classes in proportion to the model's own posterior (one EM step).
-    """
-    probs = predict_probs(model, images) * allowed
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs.mean(axis=0)
-
-
-def correct_prior(model: keras.Model, trained_prior: np.ndarray, target_prior: np.ndarray) -> None:
-    """Shift the output bias by log(target / trained) (logit adjustment), in place.
-
-    The training mix over-represents digits and letters compared with ByClass (the
-    extra MNIST, Digits and Letters files); this moves the decision back to the
-    distribution the site sees, without retraining.
-    """
-    kernel, bias = model.get_layer("logits").get_weights()
-    bias = bias + prior_shift(trained_prior, target_prior)
-    model.get_layer("logits").set_weights([kernel, bias.astype(kernel.dtype)])
-
-
-def prior_shift(trained_prior, target_prior) -> np.ndarray:
-    """log(target / trained) per class: what ``correct_prior`` adds to the output bias."""
-    eps = 1e-6
-    return np.log(np.asarray(target_prior) + eps) - np.log(np.asarray(trained_prior) + eps)
-
-
 def teacher_probs(path: str | Path, images: np.ndarray, temperature: float) -> np.ndarray:
     """float32 (N, 62): the teacher model's softmax at ``temperature``, as it was trained.
 
@@ -144,7 +117,7 @@ def teacher_probs(path: str | Path, images: np.ndarray, temperature: float) -> n
     student gets its own correction afterwards).
     """
     teacher = keras.models.load_model(path, compile=False)
-    logits = teacher.predict(_as_input(images), batch_size=1024, verbose=0).astype(np.float64)
+    logits = teacher.predict(model_input(images), batch_size=1024, verbose=0).astype(np.float64)
     report = Path(path).with_suffix("").with_suffix(".report.json")
     if report.is_file():
         prior = json.loads(report.read_text()).get("prior")
@@ -309,11 +282,11 @@ def fit(
         *(extra_callbacks or []),
     ]
     trainer.fit(
-        _as_input(images),
+        model_input(images),
         targets,
         batch_size=config.batch_size,
         epochs=config.epochs,
-        validation_data=(_as_input(data.val_images), val_targets),
+        validation_data=(model_input(data.val_images), val_targets),
         callbacks=callbacks,
         shuffle=True,
         verbose=0,

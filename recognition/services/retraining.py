@@ -189,9 +189,9 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
         return _run_finish(run, log, status=TrainingRun.Status.SKIPPED, summary=summary)
 
     # TensorFlow only from here on: a skipped run costs no start-up.
-    from ml.evaluate import evaluate_probs
-    from ml.finetune import FinetuneConfig, finetune, load_model
-    from ml.train import predict_probs
+    from ml.evaluate import evaluate_probs, predict_probs
+    from ml.finetune import FinetuneConfig, finetune
+    from ml.model import load_model
 
     config = FinetuneConfig(**settings.RETRAIN_FINETUNE)
     data = replay_data_get(all_splits=config.replay == "all")

@@ -7,9 +7,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from ml.data import NUM_CLASSES, EmnistData  # noqa: E402
+from ml.evaluate import predict_probs  # noqa: E402
 from ml.finetune import FinetuneConfig, finetune, replay_arrays  # noqa: E402
 from ml.model import build_model  # noqa: E402
-from ml.train import predict_probs  # noqa: E402
 
 # The mechanisms one at a time: the recipe's other parts (frozen convolutions, distillation,
 # case merging, recalibration to the parent) off unless a test turns one on.

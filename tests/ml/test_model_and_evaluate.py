@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ml.data import CLASSES, NUM_CLASSES
-from ml.evaluate import evaluate_probs, expected_calibration_error, lookalike_groups
+from ml.evaluate import evaluate_probs, expected_calibration_error, lookalike_groups, softmax
 
 
 def test_allowed_set_loss_is_cross_entropy_for_an_exact_label_and_summed_mass_for_a_merged_one():
@@ -109,3 +109,14 @@ def test_lookalike_groups_join_o_zero_and_the_case_pairs():
 def test_evaluation_rejects_mismatched_shapes():
     with pytest.raises(ValueError):
         evaluate_probs(np.zeros((2, 10)), np.zeros(2, dtype=int))
+
+
+def test_softmax_works_over_the_last_axis_in_the_dtype_asked_for_even_for_huge_logits():
+    # One softmax serves the scores (float64, (N, 62)) and the Lite serving path (float32, (62,)).
+    logits = np.array([[1000.0, 1000.0, -1000.0], [0.0, np.log(3.0), -np.inf]])
+    probs = softmax(logits)
+    assert probs.dtype == np.float64
+    np.testing.assert_allclose(probs, [[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]], atol=1e-12)
+    single = softmax(np.array([2.0, 2.0, 2.0, 2.0], dtype=np.float32), dtype=np.float32)
+    assert single.dtype == np.float32 and single.shape == (4,)
+    np.testing.assert_allclose(single, 0.25)

@@ -9,7 +9,7 @@ from PIL import Image
 from ml import preprocess
 from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, MLInputError
 from ml.preprocess import check_emnist_array, image_bytes_to_emnist, ink_to_emnist
-from ml.synth import ink_to_png as canvas_png  # black ink in alpha, transparent background
+from ml.preprocess import ink_to_png as canvas_png  # black ink in alpha, transparent background
 from tests.ml.conftest import letter_l_upright
 
 
@@ -186,3 +186,12 @@ def test_the_synthetic_canvas_draws_the_stroke_width_it_is_asked_for():
     assert ink["thin"] < 0.9 * ink["same"] and ink["thick"] > 1.1 * ink["same"]
     with pytest.raises(ValueError, match="stroke"):
         render_character_ink(image, np.random.default_rng(3), 120, "bold")
+
+
+def test_ink_to_png_writes_uint8_ink_as_it_is_and_float_ink_scaled_from_0_to_1():
+    ink = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    from_uint8 = np.asarray(Image.open(io.BytesIO(canvas_png(ink))))
+    from_float = np.asarray(Image.open(io.BytesIO(canvas_png(ink.astype(np.float32) / 255))))
+    assert from_uint8.shape == (16, 16, 4)
+    assert np.array_equal(from_uint8[..., 3], ink) and not from_uint8[..., :3].any()  # black ink in alpha
+    assert np.array_equal(from_float, from_uint8)

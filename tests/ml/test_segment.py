@@ -6,9 +6,9 @@ from PIL import Image, ImageDraw
 
 from ml import segment
 from ml.errors import BlankImageError, InvalidImageError, TooManyCharactersError
-from ml.preprocess import image_bytes_to_emnist, ink_to_emnist
+from ml.preprocess import image_bytes_to_emnist, ink_to_emnist, ink_to_png
 from ml.segment import label_components, pieces_to_emnist, segment_image_bytes, segment_ink
-from ml.synth import ink_to_png, render_word_ink
+from ml.synth import render_word_ink
 
 PEN = 10
 

@@ -76,8 +76,8 @@ def test_a_short_run_learns_and_writes_model_report_and_confusion_png(tmp_path):
 
 
 def test_prior_correction_moves_the_output_bias_by_the_log_ratio():
+    from ml.evaluate import correct_prior
     from ml.model import build_model
-    from ml.train import correct_prior
 
     model = build_model(width=4, dense=8)
     before = model.get_layer("logits").get_weights()[1].copy()
@@ -177,8 +177,9 @@ def test_a_run_can_start_from_an_existing_model(tmp_path):
 
 
 def test_teacher_probs_take_the_teachers_prior_correction_back_out(tmp_path):
+    from ml.evaluate import correct_prior, predict_probs
     from ml.model import build_model
-    from ml.train import correct_prior, predict_probs, teacher_probs
+    from ml.train import teacher_probs
 
     teacher = build_model(width=4, dense=8)
     images = tiny_data(40).train_images
@@ -211,7 +212,7 @@ def test_a_student_distilled_with_full_weight_learns_the_teacher_not_the_labels(
         epochs=3, batch_size=32, width=4, dense=16, learning_rate=5e-3, prior_correction=False,
         distill_from=str(tmp_path / "teacher.keras"), distill_weight=1.0, distill_temperature=1.0,
     )
-    from ml.train import predict_probs
+    from ml.evaluate import predict_probs
 
     student = fit(mislabelled, config, tmp_path / "s", log_stream=devnull)
     said = predict_probs(teacher, data.val_images).argmax(1)
