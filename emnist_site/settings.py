@@ -254,7 +254,6 @@ if SUBMISSION_BATCH_SIZE < 1:
 SUBMISSION_REQUEUE_AFTER_SECONDS = envfloat("SUBMISSION_REQUEUE_AFTER_SECONDS", "30")
 SUBMISSION_REQUEUE_INTERVAL_SECONDS = envint("SUBMISSION_REQUEUE_INTERVAL_SECONDS", "30")
 # Fault injection for the kill-the-worker test: seconds the task sleeps before predicting.
-PREDICT_DELAY_SECONDS = envfloat("PREDICT_DELAY_SECONDS", "0")
 
 # ---------------------------------------------------------------------------
 # The drawing page (frontend/): rendered into the page as its configuration

@@ -2,8 +2,7 @@
 
 import uuid
 
-from django.core.exceptions import ValidationError
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Model, Prefetch, QuerySet
 
 from recognition.errors import NotFound
 from recognition.models import Correction, ModelVersion, SiteConfiguration, Submission, Word
@@ -32,11 +31,8 @@ def model_version_list() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("parent").order_by("-created_at")
 
 
-def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
+def _visible(qs: QuerySet, *, user, client_id: str) -> QuerySet:
     """Staff see everything, a signed-in user their own, an anonymous visitor their session's."""
-    # Responses carry model_version_id, never the version's row (its metrics are ~18 KB of
-    # JSON), nor the drawing itself: neither is read here.
-    qs = Submission.objects.defer("image", "strokes").prefetch_related("corrections")
     if user is not None and user.is_authenticated:
         return qs if user.is_staff else qs.filter(owner=user)
     if not client_id:
@@ -44,16 +40,24 @@ def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
     return qs.filter(owner__isnull=True, client_id=client_id)
 
 
+def _get_visible(qs: QuerySet, object_id, what: str) -> Model:
+    """The row of ``qs`` with this id. Someone else's is "not found", and so is a string that
+    is not an id at all, so ids leak nothing."""
+    try:
+        return qs.get(id=uuid.UUID(str(object_id)))
+    except (ValueError, qs.model.DoesNotExist):
+        raise NotFound(f"{what} not found.") from None
+
+
+def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
+    # Responses carry model_version_id, never the version's row (its metrics are ~18 KB of
+    # JSON), nor the drawing itself: neither is read here.
+    qs = Submission.objects.defer("image", "strokes").prefetch_related("corrections")
+    return _visible(qs, user=user, client_id=client_id)
+
+
 def submission_get_visible(*, submission_id, user, client_id: str) -> Submission:
-    """The submission if this caller may see it. Someone else's is "not found", so ids leak nothing."""
-    try:
-        submission_uuid = uuid.UUID(str(submission_id))
-    except ValueError:
-        raise NotFound("Submission not found.") from None  # not an id at all: the same answer as someone else's
-    try:
-        return submission_list_visible(user=user, client_id=client_id).get(id=submission_uuid)
-    except Submission.DoesNotExist:
-        raise NotFound("Submission not found.") from None
+    return _get_visible(submission_list_visible(user=user, client_id=client_id), submission_id, "Submission")
 
 
 def model_version_get(*, model_version_id) -> ModelVersion:
@@ -81,19 +85,10 @@ def submission_count_predicted() -> int:
 
 
 def word_list_visible(*, user, client_id: str) -> QuerySet[Word]:
-    """Same visibility as submissions: staff all, a user theirs, a visitor their session's."""
     characters = Submission.objects.select_related("model_version").prefetch_related("corrections").order_by("position")
     qs = Word.objects.prefetch_related(Prefetch("characters", queryset=characters))
-    if user is not None and user.is_authenticated:
-        return qs if user.is_staff else qs.filter(owner=user)
-    if not client_id:
-        return qs.none()
-    return qs.filter(owner__isnull=True, client_id=client_id)
+    return _visible(qs, user=user, client_id=client_id)
 
 
 def word_get_visible(*, word_id, user, client_id: str) -> Word:
-    """The word if this caller may see it; someone else's is "not found"."""
-    try:
-        return word_list_visible(user=user, client_id=client_id).get(id=word_id)
-    except (Word.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID
-        raise NotFound("Word not found.") from None
+    return _get_visible(word_list_visible(user=user, client_id=client_id), word_id, "Word")

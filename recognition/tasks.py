@@ -1,10 +1,18 @@
-"""Celery tasks: take ids, call one service. No TensorFlow import here."""
+"""Celery tasks: take ids, call one service. No TensorFlow import here.
+
+Each is registered under its name in ``recognition.services.queueing``, which is how the
+services queue them (by name: they never import this module, which imports them).
+"""
+
+import contextlib
+from collections.abc import Callable
+from functools import partial
 
 from celery import shared_task
 from django.db import OperationalError
 
 from recognition import services
-
+from recognition.services.queueing import PREDICT_SUBMISSION, PREDICT_WORD, RETRAINING_RUN, SUBMISSION_REQUEUE_STALE
 
 # Both prediction tasks: acknowledged after the work, so a worker killed mid-task puts the
 # message back instead of dropping the drawing; a database that is down is retried with backoff.
@@ -17,33 +25,36 @@ PREDICTION_TASK_OPTIONS = dict(
 )
 
 
-@shared_task(name="recognition.tasks.predict_submission", **PREDICTION_TASK_OPTIONS)
+@contextlib.contextmanager
+def _failing_on_error(fail: Callable[..., None]):
+    """A prediction that raises marks its rows failed with the reason (``fail(reason=...)``)
+    and raises on, for Celery's log; an unreachable database is retried instead."""
+    try:
+        yield
+    except OperationalError:
+        raise  # the database is unreachable: retry later
+    except Exception as exc:
+        fail(reason=f"Prediction failed: {type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(name=PREDICT_SUBMISSION, **PREDICTION_TASK_OPTIONS)
 def predict_submission(submission_id: str) -> str | None:
     """Predict this submission, and every other pending one, batch after batch (see submission_predict)."""
-    try:
+    with _failing_on_error(partial(services.submission_fail, submission_id=submission_id)):
         return services.submission_predict(submission_id=submission_id)
-    except OperationalError:
-        raise  # the database is unreachable: retry later
-    except Exception as exc:
-        services.submission_fail(submission_id=submission_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
-        raise
 
 
-@shared_task(name="recognition.tasks.predict_word", **PREDICTION_TASK_OPTIONS)
+@shared_task(name=PREDICT_WORD, **PREDICTION_TASK_OPTIONS)
 def predict_word(word_id: str) -> str | None:
     """All characters of a word in one batch (one model call, not one task per character)."""
-    try:
+    with _failing_on_error(partial(services.word_fail, word_id=word_id)):
         word = services.word_predict(word_id=word_id)
-    except OperationalError:
-        raise  # the database is unreachable: retry later
-    except Exception as exc:
-        services.word_fail(word_id=word_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
-        raise
     return word.status if word else None
 
 
 @shared_task(
-    name="recognition.tasks.retraining_run",
+    name=RETRAINING_RUN,
     # Acknowledged on receipt, unlike predictions: a run takes minutes, longer than the broker's
     # visibility timeout, and a redelivered copy would only find the lock taken. A run lost
     # with its worker is simply done by the next schedule.
@@ -57,7 +68,7 @@ def retraining_run(reason: str = "scheduled") -> str:
     return f"run {run.id}: {run.status}"
 
 
-@shared_task(name="recognition.tasks.submission_requeue_stale", acks_late=False, ignore_result=True)
+@shared_task(name=SUBMISSION_REQUEUE_STALE, acks_late=False, ignore_result=True)
 def submission_requeue_stale() -> int:
     """Beat runs this every SUBMISSION_REQUEUE_INTERVAL_SECONDS: rows left pending (broker down
     when they were stored, a lost message) are queued again."""

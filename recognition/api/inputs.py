@@ -17,6 +17,7 @@ from recognition.api.serializers import DrawingInputSerializer
 from recognition.errors import ImageTooLarge, InvalidImage
 from recognition.identity import client_id_get
 from recognition.models import Submission
+from recognition.services.drawings import image_max_bytes
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
@@ -25,7 +26,7 @@ def drawing_from_request(request) -> dict:
     """``image``, ``content_type``, ``strokes``, ``source``, ``owner`` and ``client_id`` for
     ``services.submission_create`` and ``services.word_create``."""
     # A body over settings.REQUEST_MAX_BYTES never gets here (RequestSizeLimitMiddleware).
-    max_bytes = services.submissions.image_max_bytes()
+    max_bytes = image_max_bytes()
     if request.content_type.startswith("multipart/"):
         image, content_type, strokes, source = _from_multipart(request, max_bytes)
     else:

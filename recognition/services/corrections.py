@@ -9,6 +9,14 @@ from recognition.models import Correction, SiteConfiguration, Submission
 from recognition.selectors import site_configuration_get
 
 
+def _open() -> Q:
+    """Corrections still open to change: pending, or approved by an auto-approval rule (no
+    reviewer) and not yet learned by a model. A second click replaces such a correction, and a
+    person's review may overrule one (auto_rule stays, as the record of what the rule decided)."""
+    auto_approved = Q(status=Correction.Status.APPROVED, reviewer__isnull=True, learned_by__isnull=True) & ~Q(auto_rule="")
+    return Q(status=Correction.Status.PENDING) | auto_approved
+
+
 def _auto_approval_rule(submission: Submission, label: str) -> str:
     """The SiteConfiguration rule that approves this claim without review, or "" (review it)."""
     config = site_configuration_get()
@@ -37,13 +45,7 @@ def correction_create(*, submission: Submission, label: str) -> Correction:
         "reviewer": None,
         "reviewed_at": timezone.now() if rule else None,
     }
-    auto_approved_open = Q(status=Correction.Status.APPROVED, reviewer__isnull=True, learned_by__isnull=True) & ~Q(auto_rule="")
-    correction = (
-        Correction.objects.filter(submission=submission)
-        .filter(Q(status=Correction.Status.PENDING) | auto_approved_open)
-        .order_by("-id")
-        .first()
-    )
+    correction = Correction.objects.filter(_open(), submission=submission).order_by("-id").first()
     if correction is None:
         return Correction.objects.create(submission=submission, label=label, **decided)
     correction.label = label
@@ -61,9 +63,7 @@ def correction_review(*, correction_ids: list[int], reviewer: AbstractBaseUser, 
     """
     if status not in (Correction.Status.APPROVED, Correction.Status.REJECTED):
         raise InvalidState(f"A review sets approved or rejected, not {status!r}.")
-    # A person may also overrule an auto-approval the model has not learned yet (auto_rule
-    # stays, as the record of what the rule decided).
-    undecided = Q(status=Correction.Status.PENDING) | (
-        Q(status=Correction.Status.APPROVED, reviewer__isnull=True, learned_by__isnull=True) & ~Q(auto_rule="")
+    # Open ones only: a person may also overrule an auto-approval the model has not learned yet.
+    return Correction.objects.filter(_open(), id__in=correction_ids).update(
+        status=status, reviewer=reviewer, reviewed_at=timezone.now()
     )
-    return Correction.objects.filter(undecided, id__in=correction_ids).update(status=status, reviewer=reviewer, reviewed_at=timezone.now())

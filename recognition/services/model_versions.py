@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ml.errors import ModelFileError
+from ml.inference import load_predictor
 from recognition.errors import InvalidState, NotFound
 from recognition.models import ModelVersion
 
@@ -39,9 +41,6 @@ def model_file_check(path: Path) -> str:
     if not path.is_file():
         return f"model file {path} is missing"
     if "tensorflow" in sys.modules:
-        from ml.errors import ModelFileError
-        from ml.inference import load_predictor
-
         try:
             load_predictor(path)
         except ModelFileError as exc:
@@ -87,11 +86,19 @@ def model_version_activate(*, model_version: ModelVersion, require_file: bool = 
         model_version_record_load(model_version=current, error=error)
         if error:
             raise InvalidState(f"{current.name}: its model file does not load ({error}); it cannot be made active.")
-    return _activate(model_version=current, require_file=require_file)
+    return model_version_activate_loaded(model_version=current, require_file=require_file)
 
 
 @transaction.atomic
-def _activate(*, model_version: ModelVersion, require_file: bool) -> ModelVersion:
+def model_version_activate_loaded(*, model_version: ModelVersion, require_file: bool = True) -> ModelVersion:
+    """The row part of ``model_version_activate``, for a caller that has loaded the file
+    already (``model_file_check``, outside its transaction): lock the version, refuse a
+    rejected one or a missing file, retire the active one, activate. Milliseconds, so it can
+    run inside the caller's transaction.
+
+    Raises:
+        NotFound, InvalidState: as ``model_version_activate``.
+    """
     try:
         locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
     except ModelVersion.DoesNotExist:

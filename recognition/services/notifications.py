@@ -18,6 +18,9 @@ import logging
 import os
 import threading
 
+import redis
+from celery import current_app
+
 logger = logging.getLogger(__name__)
 
 NOTIFY_TTL_SECONDS = 60
@@ -35,17 +38,14 @@ def _redis(read_timeout: float = 5.0):
     The read timeout outlasts the longest BLPOP asked for, so a Redis that hangs (rather than
     refusing) cannot hold a request for ever.
     """
-    from emnist_site.celery import app
-
-    url = app.conf.broker_url or ""
-    if app.conf.task_always_eager or not url.startswith(("redis://", "rediss://")):
+    conf = current_app.conf
+    url = conf.broker_url or ""
+    if conf.task_always_eager or not url.startswith(("redis://", "rediss://")):
         return None
     read_timeout = float(max(5, int(read_timeout) + 2))
     key = (os.getpid(), url, read_timeout)
     client = _clients.get(key)
     if client is None:
-        import redis
-
         with _clients_lock:
             client = _clients.get(key)
             if client is None:

@@ -9,7 +9,9 @@ or the new one, never a half-swapped state.
 import os
 import threading
 
+from ml.inference import load_predictor
 from recognition.models import ModelVersion
+from recognition.services.model_versions import model_version_path
 
 _cache: tuple | None = None  # ((pid, version id, path), predictor)
 _load_lock = threading.Lock()
@@ -17,8 +19,6 @@ _load_lock = threading.Lock()
 
 def predictor_get(*, model_version: ModelVersion):
     """The loaded predictor for ``model_version``; raises ml.errors.ModelFileError."""
-    from recognition.services.model_versions import model_version_path
-
     global _cache
     key = (os.getpid(), model_version.id, str(model_version_path(model_version)))
     cached = _cache
@@ -28,9 +28,7 @@ def predictor_get(*, model_version: ModelVersion):
         cached = _cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        from ml.inference import load_predictor  # imports TensorFlow: seconds, once per process
-
-        predictor = load_predictor(key[2])
+        predictor = load_predictor(key[2])  # imports TensorFlow: seconds, once per process
         _cache = (key, predictor)
         return predictor
 

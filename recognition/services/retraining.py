@@ -31,9 +31,18 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from recognition.errors import RecognitionError
+from ml.data import SPLITS, class_index, discover, load_emnist
+from ml.evaluate import evaluate_probs, predict_probs
+from recognition.errors import InvalidState, RecognitionError
 from recognition.images import input28_array
 from recognition.models import Correction, ModelVersion, TrainingRun
+from recognition.selectors import model_version_get_active
+from recognition.services.model_versions import (
+    model_file_check,
+    model_version_activate_loaded,
+    model_version_path,
+    model_version_record_load,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +115,6 @@ def replay_data_get(*, all_splits: bool = False):
     (``FinetuneConfig.replay == "all"``). Either way the validation split is carved from
     ByClass exactly as ``ml.train`` does.
     """
-    from ml.data import SPLITS, discover, load_emnist
-
     splits = SPLITS if all_splits else ("byclass",)
     data_dir = Path(settings.EMNIST_DATA_DIR)
     key = (str(data_dir), tuple((s.name, s.path.stat().st_mtime) for s in discover(data_dir) if s.split in splits))
@@ -120,8 +127,6 @@ def replay_data_get(*, all_splits: bool = False):
 
 
 def _correction_arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray]:
-    from ml.data import class_index
-
     images = np.stack([input28_array(c.submission.input28) for c in corrections])
     labels = np.array([class_index(c.label) for c in corrections], dtype=np.int64)
     return images, labels
@@ -157,9 +162,6 @@ def retraining_run(*, reason: str = TrainingRun.Reason.MANUAL) -> TrainingRun:
 
 
 def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun:
-    from recognition.selectors import model_version_get_active
-    from recognition.services.model_versions import model_version_activate, model_version_path
-
     started = time.perf_counter()
     active = model_version_get_active()
     if active is None:
@@ -189,7 +191,6 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
         return _run_finish(run, log, status=TrainingRun.Status.SKIPPED, summary=summary)
 
     # TensorFlow only from here on: a skipped run costs no start-up.
-    from ml.evaluate import evaluate_probs, predict_probs
     from ml.finetune import FinetuneConfig, finetune
     from ml.model import load_model
 
@@ -238,7 +239,16 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
         "held_back_ids": [c.id for c in held_back],
         "finetune": result.summary,
     }
+    if gates["passed"]:
+        # Load the candidate outside the transaction: it takes seconds, and the transaction
+        # holds the active version's row lock. A file that does not load fails the run (the
+        # file goes, no version is registered).
+        load_error = model_file_check(path)
+        if load_error:
+            raise InvalidState(f"{name}: its model file does not load ({load_error}); it cannot be made active.")
     with transaction.atomic():
+        # The active version may have been rolled back or replaced during the run: locked, so
+        # that no promotion commits between this check and ours.
         still_active = ModelVersion.objects.select_for_update().filter(pk=active.pk, status=ModelVersion.Status.ACTIVE).exists()
         if gates["passed"] and not still_active:
             gates = {**gates, "passed": False, "reason": f"{active.name} stopped being active during the run; its candidate is not promoted."}
@@ -252,7 +262,8 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
             gate_results=gates,
         )
         if gates["passed"]:
-            version = model_version_activate(model_version=version)
+            model_version_record_load(model_version=version, error="")
+            version = model_version_activate_loaded(model_version=version)
             Correction.objects.filter(id__in=[c.id for c in new]).update(learned_by=version)
         summary.update(
             version=version.name,
@@ -293,44 +304,3 @@ def _gates(active_val: float, cand_val: float, active_held: float | None, cand_h
         "validation": {"passed": val_ok, "active": active_val, "candidate": cand_val, "drop": drop, "max_drop": max_drop},
         "held_back": {"passed": held_ok, "active": active_held, "candidate": cand_held, "n": n_held, "note": held_note},
     }
-
-
-# --------------------------------------------------------------------------- the schedule
-
-RETRAINING_TASK = "recognition.tasks.retraining_run"
-SCHEDULE_NAME = "Nightly retraining"
-
-
-def retraining_schedule_ensure() -> bool:
-    """Create the periodic retraining task once (django-celery-beat); True if it was created.
-
-    Only created, never updated: after the first start the schedule is the admin's to edit
-    (Periodic tasks), and `setup_site` on the next deploy must not undo that.
-    """
-    import json
-
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-    if PeriodicTask.objects.filter(name=SCHEDULE_NAME).exists():
-        return False
-    minute, hour, day_of_month, month_of_year, day_of_week = settings.RETRAIN_SCHEDULE_CRONTAB.split()
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-        day_of_week=day_of_week,
-        timezone=settings.TIME_ZONE,
-    )
-    PeriodicTask.objects.create(
-        name=SCHEDULE_NAME,
-        task=RETRAINING_TASK,
-        crontab=crontab,
-        kwargs=json.dumps({"reason": TrainingRun.Reason.SCHEDULED}),
-        queue="training",
-        description=(
-            "Fine-tunes the active model on new approved corrections; skipped when fewer than "
-            "RETRAIN_MIN_NEW_CORRECTIONS are new. Edit the crontab here, no deploy needed."
-        ),
-    )
-    return True

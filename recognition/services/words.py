@@ -7,8 +7,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
+from ml import segment
 from recognition.models import Submission, Word
-from recognition.services.submissions import drawing_check, ml_input_errors, predict_pending_batch, queue_or_note
+from recognition.services.batches import predict_pending_batch
+from recognition.services.drawings import drawing_check, drawing_owner, drawing_source, ml_input_errors
+from recognition.services.notifications import submission_notify_done
+from recognition.services.queueing import PREDICT_WORD, queue_or_note
+from recognition.services.results import submissions_mark_failed
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +38,13 @@ def word_create(
         UnsupportedImageType, ImageTooLarge, InvalidImage, BlankImage, InvalidStrokes,
         TooManyCharacters: nothing is stored.
     """
-    from ml import segment
-
     drawing_check(image=image, content_type=content_type, strokes=strokes)
     # Segment and preprocess in the request (Pillow + NumPy, milliseconds a character), so
     # bad input is a 4xx and never a row; the worker then only runs the model.
     with ml_input_errors():
         found = segment.segment_image_bytes(image, strokes)
         inputs = segment.pieces_to_emnist(found.pieces)
-    if source not in Submission.Source.values:
-        source = Submission.Source.API
-    owner = owner if owner is not None and owner.is_authenticated else None
+    source, owner = drawing_source(source), drawing_owner(owner)
 
     with transaction.atomic():
         word = Word.objects.create(
@@ -88,20 +89,19 @@ def _strokes_in_crop(strokes, piece, scale: float) -> list | None:
 
 
 def _queue_prediction(word_id: str) -> None:
-    from recognition.tasks import predict_word as predict_word_task
+    queue_or_note(PREDICT_WORD, word_id, Submission.objects.filter(word_id=word_id))
 
-    queue_or_note(predict_word_task, word_id, Submission.objects.filter(word_id=word_id))
+
+def _pending_character_ids(word_id: str) -> list[str]:
+    pending = Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING)
+    return [str(i) for i in pending.values_list("id", flat=True)]
 
 
 def word_fail(*, word_id: str, reason: str) -> None:
     """Mark the word's still-pending characters failed (predicted ones keep their answer)."""
-    from recognition.services.notifications import submission_notify_done
-
-    ids = list(Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING).values_list("id", flat=True))
-    Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).update(
-        status=Submission.Status.FAILED, error=reason[:2000]
-    )
-    submission_notify_done(submission_ids=[str(i) for i in ids])
+    ids = _pending_character_ids(word_id)
+    submissions_mark_failed(ids, reason)
+    submission_notify_done(submission_ids=ids)
 
 
 def word_predict(*, word_id: str) -> Word | None:
@@ -110,14 +110,11 @@ def word_predict(*, word_id: str) -> Word | None:
 
     Idempotent like ``submission_predict``: a redelivered task finds the characters done.
     """
-    from recognition.services.notifications import submission_notify_done
-
     word = Word.objects.filter(id=word_id).first()
     if word is None:
         logger.warning("word %s vanished before prediction", word_id)
         return None
-    pending = Submission.objects.filter(word_id=word_id, status=Submission.Status.PENDING)
-    own_ids = [str(i) for i in pending.values_list("id", flat=True)]
+    own_ids = _pending_character_ids(word_id)
     if not own_ids:
         return word
     Submission.objects.filter(id__in=own_ids, status=Submission.Status.PENDING).update(attempts=F("attempts") + 1)

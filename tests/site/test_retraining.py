@@ -90,7 +90,7 @@ def test_a_crash_mid_run_leaves_no_half_written_version(retrain_settings, active
     def broken_score(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("ml.evaluate.evaluate_probs", broken_score)
+    monkeypatch.setattr("recognition.services.retraining.evaluate_probs", broken_score)
     run = services.retraining_run()
     assert run.status == TrainingRun.Status.FAILED and "disk full" in run.error
     assert ModelVersion.objects.count() == 1 and model_version_get_active() == active_model
@@ -98,6 +98,35 @@ def test_a_crash_mid_run_leaves_no_half_written_version(retrain_settings, active
     # The lock was released: the next run starts.
     monkeypatch.undo()
     assert services.retraining_run().status == TrainingRun.Status.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)  # so that "inside a transaction" means the service's own
+def test_the_candidate_is_loaded_outside_the_transaction_and_one_that_does_not_load_fails_the_run(
+    retrain_settings, active_model, approved_corrections, monkeypatch
+):
+    from django.db import connection
+
+    from recognition.services import retraining
+
+    approved_corrections(8)
+    checks = []
+
+    def unloadable(path):
+        checks.append((path.name, connection.in_atomic_block))
+        return "bad marshal data"
+
+    monkeypatch.setattr(retraining, "model_file_check", unloadable)
+    run = services.retraining_run()
+    # Loaded once, outside any transaction (loading takes seconds; the lock must stay short).
+    assert [in_atomic for _, in_atomic in checks] == [False] and checks[0][0].endswith(".keras")
+    assert run.status == TrainingRun.Status.FAILED and "does not load (bad marshal data)" in run.error
+    assert ModelVersion.objects.count() == 1 and model_version_get_active() == active_model
+    assert not list(retrain_settings.MODEL_DIR.glob("*"))  # the candidate's file went with it
+    assert not Correction.objects.filter(learned_by__isnull=False).exists()
+    # A file that loads is promoted, and its load is recorded as checked.
+    monkeypatch.undo()
+    promoted = services.retraining_run().result
+    assert promoted.status == ModelVersion.Status.ACTIVE and promoted.load_error == "" and promoted.load_checked_at
 
 
 def test_rollback_to_an_earlier_version_and_refusals(retrain_settings, active_model, approved_corrections):

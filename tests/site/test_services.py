@@ -178,6 +178,33 @@ def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(activ
     assert Submission.objects.get(id=old[0].id).attempts == 1
 
 
+QUEUE_BY_NAME_IN_A_FRESH_PROCESS = """
+import sys, django
+django.setup()
+from recognition.services.queueing import SUBMISSION_REQUEUE_STALE, task_send
+before = "recognition.tasks" in sys.modules
+result = task_send(SUBMISSION_REQUEUE_STALE, queue="inference")
+print(before, type(result).__name__, result.get(), "recognition.tasks" in sys.modules)
+"""
+
+
+def test_a_task_queued_by_name_runs_in_process_in_eager_mode_before_anything_imported_the_tasks():
+    # send_task alone would ignore eager mode and try to reach a broker that does not exist.
+    import subprocess
+    import sys
+
+    from tests.site.conftest import venv_env
+    from tests.site.test_worker import ROOT, database_url_for_subprocess
+
+    env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_TASK_ALWAYS_EAGER="1")
+    result = subprocess.run(
+        [sys.executable, "-c", QUEUE_BY_NAME_IN_A_FRESH_PROCESS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Not imported before; run here (an eager result: the sweep's count, nothing pending); found by name.
+    assert result.stdout.split() == ["False", "EagerResult", "0", "True"], (result.stdout, result.stderr[-3000:])
+
+
 def test_a_broker_failure_while_queueing_leaves_the_row_pending_with_a_note(active_model, drawing, monkeypatch, django_capture_on_commit_callbacks):
     from recognition import tasks
 
@@ -230,7 +257,7 @@ def test_a_long_drain_hands_over_to_a_queued_successor(active_model, drawing, se
 
 
 def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row(active_model, drawing, django_capture_on_commit_callbacks):
-    from recognition.services.submissions import result_fields
+    from recognition.services.results import result_fields
 
     with django_capture_on_commit_callbacks(execute=True):
         submission = services.submission_create(image=drawing, content_type="image/png")

@@ -23,6 +23,8 @@ from tests.site.conftest import celery_broker, compose_command, venv_env
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
+# The worker app of the kill tests: it pauses with a batch claimed (tests/site/slow_claim_worker.py).
+SLOW_CLAIM_APP = "tests.site.slow_claim_worker"
 
 
 def database_url_for_subprocess() -> str:
@@ -34,14 +36,17 @@ def database_url_for_subprocess() -> str:
 
 
 class Worker:
-    def __init__(self, broker_url: str, log_path: Path, **env):
+    def __init__(self, broker_url: str, log_path: Path, app: str = "emnist_site", **env):
+        """``app``: the Celery app module (``-A``); the kill tests swap in tests.site.slow_claim_worker."""
         self.log_path = log_path
         full_env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=broker_url, **env)
         self.log = open(log_path, "ab")
+        command = compose_command("worker")
+        command[command.index("-A") + 1] = app
         # Its own process group, so that SIGKILL takes the parent and its pool child at once.
         self.process = subprocess.Popen(
             # docker-compose's worker command; one pool process, so a test can kill it mid-task.
-            [*compose_command("worker"), "--concurrency=1"],
+            [*command, "--concurrency=1"],
             cwd=ROOT,
             env=full_env,
             stdout=self.log,
@@ -73,8 +78,8 @@ def broker(redis_url):
 def start_worker(broker, tmp_path):
     workers = []
 
-    def start(**env) -> Worker:
-        worker = Worker(broker, tmp_path / f"worker{len(workers)}.log", **env)
+    def start(app: str = "emnist_site", **env) -> Worker:
+        worker = Worker(broker, tmp_path / f"worker{len(workers)}.log", app=app, **env)
         workers.append(worker)
         return worker
 
@@ -152,7 +157,7 @@ def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_mode
     # The first worker sleeps inside the task long enough to be killed there; Redis hands the
     # unacknowledged message to the next worker after the visibility timeout.
     restore = {"CELERY_VISIBILITY_TIMEOUT": "3", "CELERY_UNACKED_RESTORE_INTERVAL": "1"}
-    first = start_worker(PREDICT_DELAY_SECONDS="60", **restore)
+    first = start_worker(app=SLOW_CLAIM_APP, **restore)
     response = post_drawing(anon, drawing)
     assert response.status_code == 202
     submission_id = response.json()["id"]
@@ -174,7 +179,7 @@ def test_a_worker_killed_mid_batch_leaves_every_claimed_submission_to_the_next_w
     # redelivered or still-queued messages predict each of them once.
     restore = {"CELERY_VISIBILITY_TIMEOUT": "3", "CELERY_UNACKED_RESTORE_INTERVAL": "1"}
     ids = [post_drawing(anon, drawing).json()["id"] for _ in range(3)]
-    first = start_worker(PREDICT_DELAY_SECONDS="60", **restore)
+    first = start_worker(app=SLOW_CLAIM_APP, **restore)
     wait_for(lambda: "sleeping with 3 submissions claimed" in first.tail(), 120, first, "the batch to be claimed")
     first.kill()
     assert set(Submission.objects.filter(id__in=ids).values_list("status", flat=True)) == {"pending"}
