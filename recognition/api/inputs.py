@@ -12,7 +12,6 @@ import re
 
 from rest_framework import serializers
 
-from recognition import services
 from recognition.api.serializers import DrawingInputSerializer
 from recognition.errors import ImageTooLarge, InvalidImage
 from recognition.identity import client_id_get
