@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from recognition.labels import labels
+
 
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
@@ -171,7 +173,9 @@ class Correction(models.Model):
         REJECTED = "rejected"
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="corrections")
-    label = models.CharField(max_length=1)
+    # One of the 62 classes, here (forms, full_clean) and in the database (the check below): a
+    # label outside them cannot be exported or trained on.
+    label = models.CharField(max_length=1, choices=[(label, label) for label in labels()])
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_corrections"
@@ -192,6 +196,7 @@ class Correction(models.Model):
             models.UniqueConstraint(
                 fields=["submission"], condition=Q(status="pending"), name="one_open_correction_per_submission"
             ),
+            models.CheckConstraint(condition=Q(label__in=list(labels())), name="correction_label_is_a_class"),
         ]
         indexes = [models.Index(fields=["status", "-created_at"], name="correction_status_recent")]
 
