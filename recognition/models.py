@@ -57,6 +57,11 @@ class Submission(models.Model):
         PREDICTED = "predicted"
         FAILED = "failed"
 
+    class FailureReason(models.TextChoices):
+        # No model could be loaded (none active, or its file broken): not the drawing's fault,
+        # so the row is predicted again once a model loads (services.model_recovery).
+        MODEL_UNAVAILABLE = "model_unavailable"
+
     # A random id: poll URLs must not let one visitor guess another's submissions.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     image = models.BinaryField()
@@ -79,6 +84,8 @@ class Submission(models.Model):
     )
     latency_ms = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # Why a failed row failed, where that decides what happens to it next ("" = nothing to do).
+    failure_reason = models.CharField(max_length=20, choices=FailureReason.choices, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     # A character of a word: its word and its place in it, from 0 (left). Null for a single character.
     word = models.ForeignKey("Word", null=True, blank=True, on_delete=models.CASCADE, related_name="characters")

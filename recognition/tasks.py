@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from recognition import services
+from recognition.services.model_recovery import submission_retry_model_failures_probe
 
 
 # Both prediction tasks: acknowledged after the work, so a worker killed mid-task puts the
@@ -25,7 +26,9 @@ def predict_submission(submission_id: str) -> str | None:
     except OperationalError:
         raise  # the database is unreachable: retry later
     except Exception as exc:
-        services.submission_fail(submission_id=submission_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
+        # The message is shown to the visitor: no exception text (it may hold a server path);
+        # the worker logs the traceback (the exception is raised on).
+        services.submission_fail(submission_id=submission_id, reason=f"Prediction failed ({type(exc).__name__}).")
         raise
 
 
@@ -37,7 +40,7 @@ def predict_word(word_id: str) -> str | None:
     except OperationalError:
         raise  # the database is unreachable: retry later
     except Exception as exc:
-        services.word_fail(word_id=word_id, reason=f"Prediction failed: {type(exc).__name__}: {exc}")
+        services.word_fail(word_id=word_id, reason=f"Prediction failed ({type(exc).__name__}).")  # as above
         raise
     return word.status if word else None
 
@@ -60,5 +63,6 @@ def retraining_run(reason: str = "scheduled") -> str:
 @shared_task(name="recognition.tasks.submission_requeue_stale", acks_late=False, ignore_result=True)
 def submission_requeue_stale() -> int:
     """Beat runs this every SUBMISSION_REQUEUE_INTERVAL_SECONDS: rows left pending (broker down
-    when they were stored, a lost message) are queued again."""
-    return services.submission_requeue_stale()
+    when they were stored, a lost message) are queued again; so are rows that failed for want
+    of a model, once the serving version's file loads."""
+    return services.submission_requeue_stale() + submission_retry_model_failures_probe()

@@ -10,6 +10,7 @@ import os
 import threading
 
 from recognition.models import ModelVersion
+from recognition.services.model_recovery import submission_retry_model_failures
 
 _cache: tuple | None = None  # ((pid, version id, path), predictor)
 _load_lock = threading.Lock()
@@ -32,7 +33,10 @@ def predictor_get(*, model_version: ModelVersion):
 
         predictor = load_predictor(key[2])
         _cache = (key, predictor)
-        return predictor
+    # A model loads (again): drawings that failed for want of one are predicted now. Outside
+    # the lock: in eager mode their task runs at once and comes back here for the predictor.
+    submission_retry_model_failures()
+    return predictor
 
 
 def _cached_here() -> tuple | None:

@@ -279,6 +279,7 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
     from ml.errors import ModelFileError
 
     from recognition.selectors import model_version_get_serving
+    from recognition.services.model_recovery import submission_fail_model_unavailable
     from recognition.services.model_versions import model_version_record_load
     from recognition.services.predictors import predictor_get, predictor_peek
 
@@ -308,10 +309,10 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
             logger.warning("PREDICT_DELAY_SECONDS: sleeping with %d submissions claimed", len(ids))
             time.sleep(settings.PREDICT_DELAY_SECONDS)
         if model_version is None:
-            return _fail_rows(ids, "No active model version.")
+            return submission_fail_model_unavailable(ids=ids, model_version=None)
         predictor, load_error = load(model_version)
         if predictor is None:
-            return _fail_rows(ids, f"The active model {model_version.name} cannot be loaded: {load_error}")
+            return submission_fail_model_unavailable(ids=ids, model_version=model_version, detail=str(load_error))
         results, good, images = {}, [], []
         for row in rows:
             try:
