@@ -31,7 +31,9 @@ def force_label(correction: Correction, label: str) -> None:
             finally:
                 cursor.execute("PRAGMA ignore_check_constraints = 0")
         else:
-            # Inside the test's transaction: rolled back with it.
+            # Inside the test's transaction: rolled back with it. The deferred foreign-key
+            # checks of rows made in it run first: ALTER TABLE refuses pending trigger events.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("ALTER TABLE recognition_correction DROP CONSTRAINT correction_label_is_a_class")
             cursor.execute("UPDATE recognition_correction SET label = %s WHERE id = %s", [label, correction.id])
     correction.refresh_from_db()
