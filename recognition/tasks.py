@@ -6,7 +6,6 @@ from django.db import OperationalError
 from recognition import services
 from recognition.services.model_recovery import submission_retry_model_failures_probe
 
-
 # Both prediction tasks: acknowledged after the work, so a worker killed mid-task puts the
 # message back instead of dropping the drawing; a database that is down is retried with backoff.
 PREDICTION_TASK_OPTIONS = dict(

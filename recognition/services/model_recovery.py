@@ -61,9 +61,7 @@ def submission_retry_model_failures() -> int:
     logger.info("a model loads: %d submission(s) that failed for want of one are queued again", retried)
     first = str(first)
     # One task drains every pending row (submission_predict), so one message is enough.
-    transaction.on_commit(
-        lambda: queue_or_note(predict_submission_task, first, Submission.objects.filter(id=first))
-    )
+    transaction.on_commit(lambda: queue_or_note(predict_submission_task, first, Submission.objects.filter(id=first)))
     return retried
 
 

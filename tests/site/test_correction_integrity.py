@@ -64,11 +64,14 @@ def change_form(correction: Correction, **fields) -> dict:
 # --------------------------------------------------------------------------- the admin form
 
 
-def test_the_change_form_cannot_approve_move_or_mark_learned(admin_client_for, pending, approved_corrections, active_model):
+def test_the_change_form_cannot_approve_move_or_mark_learned(
+    admin_client_for, pending, approved_corrections, active_model
+):
     other = approved_corrections(1, "z", start_seed=3)[0].submission
     url = f"/admin/recognition/correction/{pending.id}/change/"
     response = admin_client_for.post(
-        url, change_form(pending, label="8", status="approved", submission=str(other.id), learned_by=str(active_model.id))
+        url,
+        change_form(pending, label="8", status="approved", submission=str(other.id), learned_by=str(active_model.id)),
     )
     assert response.status_code == 302  # saved: only the label was taken
     pending.refresh_from_db()
@@ -77,7 +80,9 @@ def test_the_change_form_cannot_approve_move_or_mark_learned(admin_client_for, p
     assert pending.submission_id != other.id and pending.learned_by is None
 
 
-def test_review_through_the_form_page_is_the_approve_action_which_records_who_and_when(admin_client_for, pending, staff):
+def test_review_through_the_form_page_is_the_approve_action_which_records_who_and_when(
+    admin_client_for, pending, staff
+):
     page = admin_client_for.get(f"/admin/recognition/correction/{pending.id}/change/").content.decode()
     assert 'name="status"' not in page and 'name="submission"' not in page and 'name="learned_by"' not in page
     admin_client_for.post("/admin/recognition/correction/", {"action": "approve", "_selected_action": [pending.id]})
@@ -86,7 +91,9 @@ def test_review_through_the_form_page_is_the_approve_action_which_records_who_an
 
 
 def test_the_change_form_refuses_a_label_outside_the_62_classes(admin_client_for, pending):
-    response = admin_client_for.post(f"/admin/recognition/correction/{pending.id}/change/", change_form(pending, label="!"))
+    response = admin_client_for.post(
+        f"/admin/recognition/correction/{pending.id}/change/", change_form(pending, label="!")
+    )
     assert response.status_code == 200 and b"Select a valid choice" in response.content
     pending.refresh_from_db()
     assert pending.label == "7"
@@ -152,7 +159,9 @@ def test_both_exports_skip_and_report_a_label_outside_the_classes(staff, with_po
 def test_the_admin_export_skips_a_poison_row_and_says_so(admin_client_for, with_poison_row):
     good, poison = with_poison_row
     ids = [c.id for c in good] + [poison.id]
-    response = admin_client_for.post("/admin/recognition/correction/", {"action": "export_npz", "_selected_action": ids})
+    response = admin_client_for.post(
+        "/admin/recognition/correction/", {"action": "export_npz", "_selected_action": ids}
+    )
     assert response.status_code == 200
     assert np.load(io.BytesIO(response.content))["label_chars"].tolist() == ["z", "A"]
     page = admin_client_for.get("/admin/recognition/correction/").content.decode()

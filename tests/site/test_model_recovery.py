@@ -11,8 +11,11 @@ import pytest
 
 from recognition import services
 from recognition.models import ModelVersion, Submission
-from tests.site.test_faults import broken_copy, private_redis  # noqa: F401 - the fixture, for the worker test
+from tests.site import test_faults
+from tests.site.test_faults import broken_copy
 from tests.site.test_worker import Worker, post_drawing, wait_for
+
+private_redis = test_faults.private_redis  # the fixture: a Redis of the test's own
 
 
 def post_in_eager_mode(client, drawing, capture) -> dict:
@@ -71,7 +74,9 @@ def test_drawings_that_arrive_with_no_active_version_are_predicted_once_one_is_a
     body = post_in_eager_mode(anon, drawing, django_capture_on_commit_callbacks)
     assert body["status"] == "failed" and body["error"] == "No active model version."
 
-    services.model_version_activate(model_version=ModelVersion.objects.create(name="v1", file_path=str(tiny_model_path)))
+    services.model_version_activate(
+        model_version=ModelVersion.objects.create(name="v1", file_path=str(tiny_model_path))
+    )
     assert post_in_eager_mode(anon, drawing, django_capture_on_commit_callbacks)["status"] == "predicted"
     assert anon.get(f"/api/v1/submissions/{body['id']}").json()["status"] == "predicted"
 
@@ -80,10 +85,16 @@ def test_a_drawing_that_fails_for_its_own_reasons_is_not_retried(
     db, active_model, tiny_model_path, tmp_path, anon, drawing, django_capture_on_commit_callbacks
 ):
     own_fault = Submission.objects.create(
-        image=b"x", content_type="image/png", input28=bytes(10), status=Submission.Status.FAILED, error="Stored input is 10 bytes, not 28x28."
+        image=b"x",
+        content_type="image/png",
+        input28=bytes(10),
+        status=Submission.Status.FAILED,
+        error="Stored input is 10 bytes, not 28x28.",
     )
     # A fresh load (a new version) retries only the rows that failed for want of a model.
-    services.model_version_activate(model_version=ModelVersion.objects.create(name="v2", file_path=str(tiny_model_path)))
+    services.model_version_activate(
+        model_version=ModelVersion.objects.create(name="v2", file_path=str(tiny_model_path))
+    )
     assert post_in_eager_mode(anon, drawing, django_capture_on_commit_callbacks)["status"] == "predicted"
     own_fault.refresh_from_db()
     assert own_fault.status == "failed" and own_fault.error.startswith("Stored input")
@@ -112,8 +123,10 @@ def test_the_old_migration_marks_rows_failed_for_want_of_a_model_and_drops_their
     executor.migrate(before)
     try:
         Old = executor.loader.project_state(before).apps.get_model("recognition", "Submission")
-        common = dict(image=b"x", content_type="image/png", input28=bytes(784), status="failed")
-        broken = Old.objects.create(error="The active model v9 cannot be loaded: could not load model /srv/m/v9.keras: bad", **common)
+        common = {"image": b"x", "content_type": "image/png", "input28": bytes(784), "status": "failed"}
+        broken = Old.objects.create(
+            error="The active model v9 cannot be loaded: could not load model /srv/m/v9.keras: bad", **common
+        )
         missing = Old.objects.create(error="No active model version.", **common)
         other = Old.objects.create(error="Stored input is 3 bytes, not 28x28.", **common)
     finally:
@@ -139,14 +152,22 @@ def test_a_worker_predicts_the_rows_it_failed_while_its_model_was_broken_once_th
         worker = Worker(private_redis.url, tmp_path / "worker.log")
         try:
             first = post_drawing(anon, drawing).json()["id"]
-            row = wait_for(lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure")
-            assert row.status == "failed" and row.failure_reason == "model_unavailable" and str(tmp_path) not in row.error
+            row = wait_for(
+                lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure"
+            )
+            assert (
+                row.status == "failed" and row.failure_reason == "model_unavailable" and str(tmp_path) not in row.error
+            )
 
             shutil.copy(tiny_model_path, path)
             second = post_drawing(anon, drawing).json()["id"]
             for submission_id in (second, first):
-                row = wait_for(lambda: (s := Submission.objects.get(id=submission_id)).status == "predicted" and s, 120, worker, "the retry")
+                row = wait_for(
+                    lambda i=submission_id: (s := Submission.objects.get(id=i)).status == "predicted" and s,
+                    120,
+                    worker,
+                    "the retry",
+                )
                 assert row.error == "" and row.top_k
         finally:
             worker.kill()
-
