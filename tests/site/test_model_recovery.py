@@ -81,6 +81,23 @@ def test_drawings_that_arrive_with_no_active_version_are_predicted_once_one_is_a
     assert anon.get(f"/api/v1/submissions/{body['id']}").json()["status"] == "predicted"
 
 
+def test_a_word_written_with_no_active_version_is_read_once_one_is_activated(
+    db, tiny_model_path, anon, drawing, django_capture_on_commit_callbacks
+):
+    from tests.site.test_words import word_drawing
+
+    image, strokes, _ = word_drawing(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        word = services.word_create(image=image, content_type="image/png", strokes=strokes)
+    assert word.status == "failed" and word.text == "??"
+
+    services.model_version_activate(
+        model_version=ModelVersion.objects.create(name="v1", file_path=str(tiny_model_path))
+    )
+    post_in_eager_mode(anon, drawing, django_capture_on_commit_callbacks)
+    assert word.status == "predicted" and "?" not in word.text
+
+
 def test_a_drawing_that_fails_for_its_own_reasons_is_not_retried(
     db, active_model, tiny_model_path, tmp_path, anon, drawing, django_capture_on_commit_callbacks
 ):
