@@ -422,3 +422,23 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
 }
+
+# ---------------------------------------------------------------------------
+# Admin login throttling (django-axes)
+# ---------------------------------------------------------------------------
+
+# Failures are counted per username and client IP together: one person guessing cannot lock
+# the admin out for everyone, and people sharing an office's IP keep their own counts.
+ADMIN_LOGIN_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", "5")
+ADMIN_LOGIN_COOLOFF_MINUTES = envfloat("ADMIN_LOGIN_COOLOFF_MINUTES", "15")
+if ADMIN_LOGIN_FAILURE_LIMIT < 1 or ADMIN_LOGIN_COOLOFF_MINUTES <= 0:
+    raise ImproperlyConfigured("ADMIN_LOGIN_FAILURE_LIMIT must be 1 or more and ADMIN_LOGIN_COOLOFF_MINUTES above 0")
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes asks: it turns a lockout into the 429 page
+# Axes first: a locked-out login is refused before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = ADMIN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = ADMIN_LOGIN_COOLOFF_MINUTES / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "recognition.login_throttle.login_client_ip"

@@ -7,6 +7,7 @@ are upright, for people. Reads only; no TensorFlow.
 
 import csv
 import io
+import logging
 import zipfile
 
 import numpy as np
@@ -14,7 +15,10 @@ from django.db.models import QuerySet
 from PIL import Image
 
 from recognition.images import input28_array
+from recognition.labels import corrections_split_by_label
 from recognition.models import Correction
+
+logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ("file", "label", "label_index", "correction_id", "submission_id", "predicted_label", "reviewed_at")
 
@@ -22,6 +26,20 @@ CSV_FIELDS = ("file", "label", "label_index", "correction_id", "submission_id", 
 def correction_list_approved(*, ids: list[int] | None = None) -> QuerySet[Correction]:
     qs = Correction.objects.filter(status=Correction.Status.APPROVED).select_related("submission").order_by("id")
     return qs.filter(id__in=ids) if ids is not None else qs
+
+
+def corrections_exportable(corrections) -> tuple[list[Correction], list[Correction]]:
+    """(the rows to export, the rows skipped). Skipped: a label outside the 62 classes, which
+    the database refuses now but a row from before that constraint may hold; one such row must
+    not make the whole export fail."""
+    exportable, skipped = corrections_split_by_label(corrections)
+    if skipped:
+        logger.warning(
+            "export skips %d correction(s) whose label is not a class: %s",
+            len(skipped),
+            ", ".join(f"{c.id} ({c.label!r})" for c in skipped),
+        )
+    return exportable, skipped
 
 
 def _arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,8 +55,9 @@ def _arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray, np.n
 
 def corrections_export_npz(corrections) -> bytes:
     """``images`` uint8 (N, 28, 28) EMNIST orientation, ``labels`` uint8 ByClass indices,
-    ``label_chars`` <U1, ``correction_ids`` int64."""
-    corrections = list(corrections)
+    ``label_chars`` <U1, ``correction_ids`` int64; ``skipped_correction_ids`` int64: approved
+    rows left out because their label is not a class."""
+    corrections, skipped = corrections_exportable(corrections)
     images, labels, chars = _arrays(corrections)
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -47,13 +66,15 @@ def corrections_export_npz(corrections) -> bytes:
         labels=labels,
         label_chars=chars,
         correction_ids=np.array([c.id for c in corrections], dtype=np.int64),
+        skipped_correction_ids=np.array([c.id for c in skipped], dtype=np.int64),
     )
     return buffer.getvalue()
 
 
 def corrections_export_zip(corrections) -> bytes:
-    """``labels.csv`` (one row per image) and ``images/<correction id>_<label index>.png`` (upright, white ink on black)."""
-    corrections = list(corrections)
+    """``labels.csv`` (one row per image) and ``images/<correction id>_<label index>.png`` (upright, white ink on black);
+    ``skipped.csv`` lists approved rows left out because their label is not a class (only if there are any)."""
+    corrections, skipped = corrections_exportable(corrections)
     images, labels, _ = _arrays(corrections)
     buffer = io.BytesIO()
     table = io.StringIO()
@@ -71,6 +92,13 @@ def corrections_export_zip(corrections) -> bytes:
                 [name, c.label, int(label), c.id, str(c.submission_id), c.submission.predicted_label, c.reviewed_at.isoformat() if c.reviewed_at else ""]
             )
         archive.writestr("labels.csv", table.getvalue())
+        if skipped:
+            report = io.StringIO()
+            skipped_writer = csv.writer(report)
+            skipped_writer.writerow(("correction_id", "submission_id", "label", "reason"))
+            for c in skipped:
+                skipped_writer.writerow((c.id, str(c.submission_id), c.label, "not one of the 62 classes"))
+            archive.writestr("skipped.csv", report.getvalue())
         archive.writestr(
             "README.txt",
             "Approved corrections. images/*.png are upright 28x28 (white ink on black); labels.csv maps each file to its "

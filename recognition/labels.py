@@ -26,3 +26,17 @@ def lookalike_pairs() -> list[list[str]]:
     from ml.evaluate import LOOKALIKE_PAIRS
 
     return [list(pair) for pair in LOOKALIKE_PAIRS]
+
+
+def label_is_class(label) -> bool:
+    """True for one of the 62 labels. The database refuses any other correction label; rows from
+    before that constraint are skipped (and reported) by exports and retraining with this."""
+    return isinstance(label, str) and len(label) == 1 and label in labels()
+
+
+def corrections_split_by_label(corrections) -> tuple[list, list]:
+    """(corrections whose label is a class, the others), each in the given order."""
+    valid, invalid = [], []
+    for correction in corrections:
+        (valid if label_is_class(correction.label) else invalid).append(correction)
+    return valid, invalid

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from recognition.labels import labels
+
 
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
@@ -55,6 +57,11 @@ class Submission(models.Model):
         PREDICTED = "predicted"
         FAILED = "failed"
 
+    class FailureReason(models.TextChoices):
+        # No model could be loaded (none active, or its file broken): not the drawing's fault,
+        # so the row is predicted again once a model loads (services.model_recovery).
+        MODEL_UNAVAILABLE = "model_unavailable"
+
     # A random id: poll URLs must not let one visitor guess another's submissions.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     image = models.BinaryField()
@@ -77,6 +84,8 @@ class Submission(models.Model):
     )
     latency_ms = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # Why a failed row failed, where that decides what happens to it next ("" = nothing to do).
+    failure_reason = models.CharField(max_length=20, choices=FailureReason.choices, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     # A character of a word: its word and its place in it, from 0 (left). Null for a single character.
     word = models.ForeignKey("Word", null=True, blank=True, on_delete=models.CASCADE, related_name="characters")
@@ -171,7 +180,9 @@ class Correction(models.Model):
         REJECTED = "rejected"
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="corrections")
-    label = models.CharField(max_length=1)
+    # One of the 62 classes, here (forms, full_clean) and in the database (the check below): a
+    # label outside them cannot be exported or trained on.
+    label = models.CharField(max_length=1, choices=[(label, label) for label in labels()])
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_corrections"
@@ -192,6 +203,7 @@ class Correction(models.Model):
             models.UniqueConstraint(
                 fields=["submission"], condition=Q(status="pending"), name="one_open_correction_per_submission"
             ),
+            models.CheckConstraint(condition=Q(label__in=list(labels())), name="correction_label_is_a_class"),
         ]
         indexes = [models.Index(fields=["status", "-created_at"], name="correction_status_recent")]
 

@@ -12,6 +12,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from recognition import services
+from recognition.services.predictors import submission_retry_model_failures_probe
 from recognition.services.queueing import PREDICT_SUBMISSION, PREDICT_WORD, RETRAINING_RUN, SUBMISSION_REQUEUE_STALE
 
 # Both prediction tasks: acknowledged after the work, so a worker killed mid-task puts the
@@ -34,7 +35,9 @@ def _failing_on_error(fail: Callable[..., None]):
     except OperationalError:
         raise  # the database is unreachable: retry later
     except Exception as exc:
-        fail(reason=f"Prediction failed: {type(exc).__name__}: {exc}")
+        # The reason is shown to the visitor: no exception text (it may hold a server path);
+        # the worker logs the traceback (the exception is raised on).
+        fail(reason=f"Prediction failed ({type(exc).__name__}).")
         raise
 
 
@@ -71,5 +74,6 @@ def retraining_run(reason: str = "scheduled") -> str:
 @shared_task(name=SUBMISSION_REQUEUE_STALE, acks_late=False, ignore_result=True)
 def submission_requeue_stale() -> int:
     """Beat runs this every SUBMISSION_REQUEUE_INTERVAL_SECONDS: rows left pending (broker down
-    when they were stored, a lost message) are queued again."""
-    return services.submission_requeue_stale()
+    when they were stored, a lost message) are queued again; so are rows that failed for want
+    of a model, once the serving version's file loads."""
+    return services.submission_requeue_stale() + submission_retry_model_failures_probe()

@@ -12,6 +12,7 @@ from ml.errors import ModelFileError
 from recognition.images import input28_array
 from recognition.models import ModelVersion, Submission
 from recognition.selectors import model_version_get_serving
+from recognition.services.model_recovery import submission_fail_model_unavailable
 from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
 from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results
@@ -69,10 +70,10 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
         model_version = model_version_get_serving()
         ids = [str(row.id) for row in rows]
         if model_version is None:
-            return submissions_fail_results(ids, "No active model version.")
+            return submission_fail_model_unavailable(ids=ids, model_version=None)
         predictor, load_error = _predictor_load(model_version)
         if predictor is None:
-            return submissions_fail_results(ids, f"The active model {model_version.name} cannot be loaded: {load_error}")
+            return submission_fail_model_unavailable(ids=ids, model_version=model_version, detail=str(load_error))
         results, good, images = {}, [], []
         for row in rows:
             try:

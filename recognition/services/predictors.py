@@ -9,8 +9,11 @@ or the new one, never a half-swapped state.
 import os
 import threading
 
+from ml.errors import ModelFileError
 from ml.inference import load_predictor
-from recognition.models import ModelVersion
+from recognition.models import ModelVersion, Submission
+from recognition.selectors import model_version_get_serving
+from recognition.services.model_recovery import submission_retry_model_failures
 from recognition.services.model_versions import model_version_path
 
 _cache: tuple | None = None  # ((pid, version id, path), predictor)
@@ -30,7 +33,10 @@ def predictor_get(*, model_version: ModelVersion):
             return cached[1]
         predictor = load_predictor(key[2])  # imports TensorFlow: seconds, once per process
         _cache = (key, predictor)
-        return predictor
+    # A model loads (again): drawings that failed for want of one are predicted now. Outside
+    # the lock: in eager mode their task runs at once and comes back here for the predictor.
+    submission_retry_model_failures()
+    return predictor
 
 
 def _cached_here() -> tuple | None:
@@ -48,3 +54,20 @@ def predictor_peek():
 def predictor_loaded_version_id() -> int | None:
     cached = _cached_here()
     return cached[0][1] if cached else None
+
+
+def submission_retry_model_failures_probe() -> int:
+    """For the periodic sweep (on the inference queue): when rows wait for a model, try the
+    serving version's file, and retry them if it loads. Without this, a file fixed in place
+    would be noticed only when the next drawing arrives. Returns how many were retried."""
+    waiting = Submission.objects.filter(
+        status=Submission.Status.FAILED, failure_reason=Submission.FailureReason.MODEL_UNAVAILABLE
+    )
+    version = model_version_get_serving() if waiting.exists() else None
+    if version is None:
+        return 0
+    try:
+        predictor_get(model_version=version)  # a fresh load retries the rows itself
+    except ModelFileError:
+        return 0  # still broken: they wait for the next sweep
+    return submission_retry_model_failures()  # loaded before: retry them here

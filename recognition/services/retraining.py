@@ -35,6 +35,7 @@ from ml.data import SPLITS, class_index, discover, load_emnist
 from ml.evaluate import evaluate_probs, predict_probs
 from recognition.errors import InvalidState, RecognitionError
 from recognition.images import input28_array
+from recognition.labels import corrections_split_by_label
 from recognition.models import Correction, ModelVersion, TrainingRun
 from recognition.selectors import model_version_get_active
 from recognition.services.model_versions import (
@@ -174,6 +175,9 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
         .only("id", "label", "learned_by_id", "submission__input28")
         .order_by("id")
     )
+    # A label outside the 62 classes (from before the database refused them) is skipped and
+    # reported, not trained on: one such row must not fail every run until someone edits it.
+    approved, invalid = corrections_split_by_label(approved)
     held_back = [c for c in approved if correction_is_held_back(c.id)]
     new = [c for c in approved if not correction_is_held_back(c.id) and c.learned_by_id is None]
     summary = {
@@ -183,6 +187,12 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
         "held_back_corrections": len(held_back),
         "min_new_corrections": settings.RETRAIN_MIN_NEW_CORRECTIONS,
     }
+    if invalid:
+        summary["skipped_invalid_labels"] = [{"id": c.id, "label": c.label} for c in invalid]
+        log.line(
+            f"skipped {len(invalid)} approved correction(s) whose label is not one of the 62 classes: "
+            + ", ".join(f"{c.id} ({c.label!r})" for c in invalid)
+        )
     log.line(f"{len(approved)} approved corrections: {len(new)} new, {len(held_back)} held back; active {active.name}")
     if len(new) < settings.RETRAIN_MIN_NEW_CORRECTIONS:
         message = f"Nothing to do: {len(new)} new approved correction(s), at least {settings.RETRAIN_MIN_NEW_CORRECTIONS} needed."
