@@ -6,6 +6,10 @@ test sees the same rows. Set (postgres://postgres@127.0.0.1:5432/emnist_test): P
 
 import os
 
+# DEBUG is off unless set (emnist_site/settings.py); tests run as the development site does, and
+# so do the processes they start with this environment.
+os.environ.setdefault("DEBUG", "1")
+
 if os.environ.get("TEST_DATABASE_URL"):
     os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
 else:
