@@ -9,8 +9,7 @@ import pytest
 from django.conf import settings
 
 from recognition.models import ModelVersion
-from tests.site.conftest import compose_command, venv_env
-from tests.site.test_worker import database_url_for_subprocess
+from tests.site.workers import compose_command, database_url_for_subprocess, venv_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
