@@ -1,4 +1,4 @@
-"""Settings, all read from the environment (environs for the types, dj-database-url for DATABASE_URL).
+"""Settings, all read from the environment (emnist_site/env.py: environs and dj-database-url).
 
 With nothing set but DEBUG=1 (what scripts/run-site sets) the site runs on SQLite with Celery
 tasks executed in-process (eager). Setting DATABASE_URL and CELERY_BROKER_URL switches to
@@ -6,114 +6,14 @@ PostgreSQL and Redis with separate worker and beat processes; the code path is t
 A malformed value stops start-up with a message naming the variable.
 """
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import dj_database_url
-from celery.schedules import ParseException, crontab
 from django.core.exceptions import ImproperlyConfigured
-from environs import Env, EnvError
+
+from emnist_site.env import cache_from_url, checked_url, cron, database_from_url, env, rate, read, redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = Env()
-
-# ---------------------------------------------------------------------------
-# Reading the environment: every malformed value stops start-up, naming the variable
-# ---------------------------------------------------------------------------
-
-KINDS = {
-    "bool": "a boolean (1/0, true/false)",
-    "int": "an integer",
-    "float": "a number",
-    "json": "a JSON object",
-    "log_level": "a log level (DEBUG, INFO, WARNING, ERROR)",
-}
-
-
-def read(kind: str, name: str, default, *, minimum: float | None = None):
-    """env.<kind>(name, default) as an ImproperlyConfigured that names the variable and its value."""
-    try:
-        value = getattr(env, kind)(name, default)
-        if kind == "json" and not isinstance(value, dict):
-            raise EnvError(name)
-    except EnvError:
-        raise ImproperlyConfigured(f"{name} must be {KINDS[kind]}, got {env.str(name)!r}") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name} must be {minimum} or more, got {value}")
-    return value
-
-
-def checked_url(name: str, value: str, schemes: tuple[str, ...], *, must: str = "") -> str:
-    """`value` when its scheme is one of `schemes` and its port, if any, a number."""
-    parts = urlsplit(value)
-    if parts.scheme not in schemes:
-        *others, last = (f"{scheme}://" for scheme in schemes)
-        must = must or f"start with {', '.join(others)} or {last}"
-        raise ImproperlyConfigured(f"{name} must {must}, got {value!r}")
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} {value!r} has a malformed port") from None
-    return value
-
-
-def database_from_url(url: str) -> dict:
-    """postgres://user:pass@host:port/name or sqlite:///path (relative to the project) as a DATABASES entry."""
-    checked_url("DATABASE_URL", url, ("postgres", "postgresql", "pgsql", "sqlite"))
-    config = dj_database_url.parse(url)
-    if config["ENGINE"].endswith("sqlite3"):
-        # In memory, the web and worker processes would each see a database of their own.
-        if config["NAME"] in ("", ":memory:"):
-            raise ImproperlyConfigured(f"DATABASE_URL {url!r} has no file path (sqlite:////abs/path.db)")
-        return {"ENGINE": config["ENGINE"], "NAME": str(BASE_DIR / config["NAME"])}
-    if not config["NAME"]:
-        raise ImproperlyConfigured(f"DATABASE_URL {url!r} has no database name")
-    config.update(CONN_MAX_AGE=read("int", "DB_CONN_MAX_AGE", 60, minimum=0), CONN_HEALTH_CHECKS=True)
-    return config
-
-
-def cache_from_url(url: str) -> dict:
-    """redis://host:port/db (shared by every process) or locmem:// (this process only)."""
-    if checked_url("CACHE_URL", url, ("redis", "rediss", "locmem")).startswith("locmem:"):
-        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "emnist"}
-    return {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": url,
-        "KEY_PREFIX": "emnist",
-        # A Redis that does not answer must not hang requests: the throttle gives up and lets them through.
-        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-    }
-
-
-def redis_url(name: str) -> str:
-    """A Redis URL, or "" when unset (memory:// is kombu's in-process broker)."""
-    value = env.str(name, "")
-    return value and checked_url(name, value, ("redis", "rediss", "memory"), must="be a redis:// URL")
-
-
-def rate(name: str, default: str) -> str | None:
-    """A request rate such as "60/min" (per s, sec, m, min, h, hour, d, day), or "off" (None)."""
-    value = env.str(name, default).strip().lower()
-    if value == "off":
-        return None
-    if not re.fullmatch(r"[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
-        raise ImproperlyConfigured(f"{name} must be a rate like 60/min (per s, min, hour, day) or off, got {value!r}")
-    return value
-
-
-def cron(name: str, default: str) -> str:
-    """Five crontab fields (minute hour day-of-month month day-of-week), as celery beat reads them."""
-    value = env.str(name, default)
-    try:
-        minute, hour, day_of_month, month_of_year, day_of_week = value.split()
-        crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week)
-    except (ValueError, ParseException) as error:  # a wrong field count, or a field out of range
-        raise ImproperlyConfigured(
-            f"{name} must be a crontab (minute hour day-of-month month day-of-week), got {value!r}: {error}"
-        ) from None
-    return value
-
 
 # ---------------------------------------------------------------------------
 # Core
@@ -206,7 +106,7 @@ LOGGING = {
 DATA_DIR = env.path("DATA_DIR", BASE_DIR / "var")
 DATABASE_URL = env.str("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": database_from_url(DATABASE_URL)}
+    DATABASES = {"default": database_from_url(DATABASE_URL, BASE_DIR)}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "db.sqlite3")}}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

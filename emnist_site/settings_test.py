@@ -29,7 +29,8 @@ from emnist_site.settings import BASE_DIR, DATABASES  # noqa: E402
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A fresh clone has no var/, and SQLite cannot create a file in a missing folder.
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")}
+    # One file per run: two runs at once in one checkout must not share (and delete) it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_db.{os.getpid()}.sqlite3")}
 
 SUBMISSION_WAIT_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

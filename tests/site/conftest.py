@@ -2,7 +2,9 @@
 
 import fcntl
 import io
+import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -10,12 +12,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from PIL import Image, ImageDraw
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.models import ModelVersion
+from tests.site.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
 from tests.site.workers import Worker, celery_broker
 
 # The Redis server for the tests, and the database to use when no other run holds it.
@@ -244,3 +248,57 @@ def admin_client_for(client, staff):
     staff.save()
     client.force_login(staff)
     return client
+
+
+# --------------------------------------------------------------------------- browser (tests/site/browser.py)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_service("Chromium", shutil.which(CHROMIUM) is not None, f"install Debian's chromium or set CHROMIUM_PATH; tried {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_service("Chromium", False, "the playwright Python package is not installed")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the tests are
+    # still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """A 360x740 touch screen, as a small Android phone."""
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def shipped_model(db):
+    """The committed model with its real evaluation report: labels that mean something."""
+    report = json.loads((Path(settings.BASE_DIR) / settings.SHIPPED_MODEL_REPORT_PATH).read_text())
+    return ModelVersion.objects.create(
+        name="emnist_cnn",
+        file_path=settings.SHIPPED_MODEL_PATH,
+        status=ModelVersion.Status.ACTIVE,
+        metrics={"validation": report["validation"]},
+        training_summary={"source": "shipped"},
+    )

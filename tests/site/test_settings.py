@@ -17,11 +17,17 @@ PRINT = (
 
 def run_settings(debug: str | None = "1", **env):
     """Load the settings in a fresh interpreter with `env` (and DEBUG=`debug`, unless None) on a clean environment."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DEBUG", "SECRET_KEY")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DEBUG", "SECRET_KEY")
+    }
     if debug is not None:
         clean["DEBUG"] = debug
     clean.update(env, DJANGO_SETTINGS_MODULE="emnist_site.settings")
-    return subprocess.run([sys.executable, "-c", PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_debug_is_off_unless_set_so_a_deployment_without_a_secret_key_does_not_start():
@@ -53,10 +59,16 @@ def test_database_and_broker_urls_switch_to_postgresql_and_redis():
         ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
         ({"DATABASE_URL": "postgres://u@h:5432"}, "has no database name"),
         ({"DATABASE_URL": "sqlite://"}, "has no file path"),
-        ({"CELERY_BROKER_URL": "redis://redis:port/0"}, "CELERY_BROKER_URL 'redis://redis:port/0' has a malformed port"),
+        (
+            {"CELERY_BROKER_URL": "redis://redis:port/0"},
+            "CELERY_BROKER_URL 'redis://redis:port/0' has a malformed port",
+        ),
         ({"CELERY_RESULT_BACKEND": "rpc://"}, "CELERY_RESULT_BACKEND must be a redis:// URL"),
         ({"CACHE_URL": "redis://cache:sixty/1"}, "CACHE_URL 'redis://cache:sixty/1' has a malformed port"),
-        ({"CSRF_TRUSTED_ORIGINS": "https://ok.example,site.example"}, "CSRF_TRUSTED_ORIGINS must start with http:// or https://, got 'site.example'"),
+        (
+            {"CSRF_TRUSTED_ORIGINS": "https://ok.example,site.example"},
+            "CSRF_TRUSTED_ORIGINS must start with http:// or https://, got 'site.example'",
+        ),
         ({"RETRAIN_SCHEDULE_CRONTAB": "0 3 * *"}, "RETRAIN_SCHEDULE_CRONTAB must be a crontab"),
         ({"RETRAIN_SCHEDULE_CRONTAB": "0 25 * * *"}, "RETRAIN_SCHEDULE_CRONTAB must be a crontab"),
         ({"RETRAIN_SCHEDULE_CRONTAB": "0 3 * * funday"}, "RETRAIN_SCHEDULE_CRONTAB must be a crontab"),
@@ -65,9 +77,24 @@ def test_database_and_broker_urls_switch_to_postgresql_and_redis():
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be a log level"),
     ],
     ids=[
-        "scheme", "port", "broker", "debug", "wait", "secret", "db-name", "sqlite-memory", "broker-port",
-        "result-backend", "cache-port", "csrf-origin", "cron-fields", "cron-hour", "cron-weekday", "finetune",
-        "holdout", "log-level",
+        "scheme",
+        "port",
+        "broker",
+        "debug",
+        "wait",
+        "secret",
+        "db-name",
+        "sqlite-memory",
+        "broker-port",
+        "result-backend",
+        "cache-port",
+        "csrf-origin",
+        "cron-fields",
+        "cron-hour",
+        "cron-weekday",
+        "finetune",
+        "holdout",
+        "log-level",
     ],
 )
 def test_it_fails_fast_on_a_malformed_environment(env, message):
@@ -82,10 +109,14 @@ def test_a_valid_crontab_and_a_relative_sqlite_path_are_accepted():
     )
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     clean.update(
-        DEBUG="1", DJANGO_SETTINGS_MODULE="emnist_site.settings",
-        RETRAIN_SCHEDULE_CRONTAB="*/30 1-5 1,15 * mon-fri", DATABASE_URL="sqlite:///var/other.sqlite3",
+        DEBUG="1",
+        DJANGO_SETTINGS_MODULE="emnist_site.settings",
+        RETRAIN_SCHEDULE_CRONTAB="*/30 1-5 1,15 * mon-fri",
+        DATABASE_URL="sqlite:///var/other.sqlite3",
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" | ") == ["*/30 1-5 1,15 * mon-fri", f"{ROOT / 'var' / 'other.sqlite3'}\n"]
 
