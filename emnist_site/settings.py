@@ -165,10 +165,11 @@ SUBMISSION_REQUEUE_INTERVAL_SECONDS = read("int", "SUBMISSION_REQUEUE_INTERVAL_S
 # EMNIST files: replay rows and the fixed validation split the quality gate measures on.
 EMNIST_DATA_DIR = env.path("EMNIST_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "emnist")
 # A run does nothing (status "skipped") with fewer new approved corrections than this.
-RETRAIN_MIN_NEW_CORRECTIONS = read("int", "RETRAIN_MIN_NEW_CORRECTIONS", 50, minimum=1)
+RETRAIN_MIN_NEW_CORRECTIONS = read("int", "RETRAIN_MIN_NEW_CORRECTIONS", 50, minimum=0)
 # Gate: the candidate's validation top-1 may be at most this much below the active version's
-# (a fraction: 0.003 = 0.3 points). The held-back corrections gate has no margin.
-RETRAIN_MAX_VAL_DROP = read("float", "RETRAIN_MAX_VAL_DROP", 0.003, minimum=0)
+# (a fraction: 0.003 = 0.3 points; below 0, it must gain that much). The held-back
+# corrections gate has no margin.
+RETRAIN_MAX_VAL_DROP = read("float", "RETRAIN_MAX_VAL_DROP", 0.003)
 # Every N-th approved correction (by id) is held back for the gate and never trained on.
 RETRAIN_HOLDOUT_EVERY = read("int", "RETRAIN_HOLDOUT_EVERY", 5, minimum=2)
 # A run still "running" after this long is taken as abandoned (its worker died) and unlocks.
