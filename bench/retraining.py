@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-retraining-"))
     os.environ.update(
         DJANGO_SETTINGS_MODULE="emnist_site.settings",
+        DEBUG="1",  # a throwaway SQLite site: the settings want a SECRET_KEY when DEBUG is off
         DATA_DIR=str(work),
         MODEL_DIR=str(work / "models"),
         EMNIST_DATA_DIR=str(Path(args.data_dir).resolve()),

@@ -1,134 +1,28 @@
-"""Settings, all read from the environment.
+"""Settings, all read from the environment (emnist_site/env.py: environs and dj-database-url).
 
-With nothing set the site runs on SQLite with Celery tasks executed in-process (eager), which
-is what `manage.py runserver` needs. Setting DATABASE_URL and CELERY_BROKER_URL switches to
+With nothing set but DEBUG=1 (what scripts/run-site sets) the site runs on SQLite with Celery
+tasks executed in-process (eager). Setting DATABASE_URL and CELERY_BROKER_URL switches to
 PostgreSQL and Redis with separate worker and beat processes; the code path is the same.
 A malformed value stops start-up with a message naming the variable.
 """
 
-import json
-import os
-import re
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from emnist_site.env import cache_from_url, checked_url, cron, database_from_url, env, rate, read, redis_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def envbool(name: str, default: str) -> bool:
-    value = os.getenv(name, default).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
-
-
-def envint(name: str, default: str) -> int:
-    value = os.getenv(name, default)
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
-
-
-def envfloat(name: str, default: str) -> float:
-    value = os.getenv(name, default)
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
-
-
-def envjson(name: str, default: str) -> dict:
-    value = os.getenv(name, default)
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise ImproperlyConfigured(f"{name} must be a JSON object, got {value!r}")
-    return parsed
-
-
-def envrate(name: str, default: str) -> str | None:
-    """A request rate such as "60/min" (per s, sec, m, min, h, hour, d, day), or "off" (None)."""
-    value = os.getenv(name, default).strip().lower()
-    if value == "off":
-        return None
-    match = re.fullmatch(r"(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)", value)
-    if not match or int(match[1]) < 1:
-        raise ImproperlyConfigured(f"{name} must be a rate like 60/min (per s, min, hour, day) or off, got {value!r}")
-    return value
-
-
-def cache_from_url(url: str) -> dict:
-    """redis://host:port/db (shared by every process) or locmem:// (this process only)."""
-    scheme = urlsplit(url).scheme
-    if scheme in ("redis", "rediss"):
-        try:
-            urlsplit(url).port
-        except ValueError:
-            raise ImproperlyConfigured(f"CACHE_URL {url!r} has a malformed port") from None
-        return {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": "emnist",
-            # A Redis that does not answer must not hang requests: the throttle gives up and lets them through.
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    if scheme == "locmem":
-        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "emnist"}
-    raise ImproperlyConfigured(f"CACHE_URL must start with redis://, rediss:// or locmem://, got {url!r}")
-
-
-def database_from_url(url: str) -> dict:
-    """Parse postgres://user:pass@host:port/name or sqlite:///path into a DATABASES entry."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        path = unquote(parts.path)
-        if not path or path == "/":
-            raise ImproperlyConfigured(f"DATABASE_URL {url!r} has no file path (sqlite:////abs/path.db)")
-        # sqlite:///rel.db -> "/rel.db" after urlsplit; sqlite:////abs.db -> "//abs.db".
-        path = path[1:] if path.startswith("//") else path.lstrip("/")
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / path) if not path.startswith("/") else path}
-    if parts.scheme in ("postgres", "postgresql", "pgsql"):
-        name = unquote(parts.path.lstrip("/"))
-        if not name:
-            raise ImproperlyConfigured(f"DATABASE_URL {url!r} has no database name")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ImproperlyConfigured(f"DATABASE_URL {url!r} has a malformed port") from None
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": name,
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(port or ""),
-            "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", "60"),
-            "CONN_HEALTH_CHECKS": True,
-        }
-    raise ImproperlyConfigured(f"DATABASE_URL must start with postgres:// or sqlite://, got {url!r}")
-
-
-def redis_url(name: str) -> str:
-    value = os.getenv(name, "")
-    if value and urlsplit(value).scheme not in ("redis", "rediss", "memory"):
-        raise ImproperlyConfigured(f"{name} must be a redis:// URL, got {value!r}")
-    return value
-
 
 # ---------------------------------------------------------------------------
 # Core
 # ---------------------------------------------------------------------------
 
-DEBUG = envbool("DEBUG", "1")
+# Off unless asked for: a deployment that forgets DEBUG must not serve tracebacks.
+DEBUG = read("bool", "DEBUG", False)
 DEVELOPMENT_SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
-SECRET_KEY = os.getenv("SECRET_KEY", "")
+SECRET_KEY = env.str("SECRET_KEY", "")
 if not DEBUG:
     if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
@@ -139,8 +33,13 @@ if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters when DEBUG is off")
 SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
 
-ALLOWED_HOSTS = [h for h in os.getenv("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+ALLOWED_HOSTS = [host for host in env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]) if host]
+# Django compares these with the Origin header, which always has a scheme and a host.
+CSRF_TRUSTED_ORIGINS = [
+    checked_url("CSRF_TRUSTED_ORIGINS", origin, ("http", "https"))
+    for origin in env.list("CSRF_TRUSTED_ORIGINS", [])
+    if origin
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -188,14 +87,26 @@ TEMPLATES = [
     },
 ]
 
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": read("log_level", "LOG_LEVEL", "INFO")},
+}
+
 # ---------------------------------------------------------------------------
 # Database
 # ---------------------------------------------------------------------------
 
-DATA_DIR = Path(os.getenv("DATA_DIR", str(BASE_DIR / "var")))
-DATABASE_URL = os.getenv("DATABASE_URL", "")
+DATA_DIR = env.path("DATA_DIR", BASE_DIR / "var")
+DATABASE_URL = env.str("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": database_from_url(DATABASE_URL)}
+    DATABASES = {"default": database_from_url(DATABASE_URL, BASE_DIR)}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "db.sqlite3")}}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -209,7 +120,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # ---------------------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.getenv("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = env.path("STATIC_ROOT", BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -228,32 +139,24 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 1
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-
 # ---------------------------------------------------------------------------
 # Recognition
 # ---------------------------------------------------------------------------
 
 # Where retrained model files are written; the shipped model stays in ml/artifacts.
-MODEL_DIR = Path(os.getenv("MODEL_DIR", str(DATA_DIR / "models")))
+MODEL_DIR = env.path("MODEL_DIR", DATA_DIR / "models")
 SHIPPED_MODEL_PATH = "ml/artifacts/emnist_cnn.keras"
 SHIPPED_MODEL_REPORT_PATH = "ml/artifacts/emnist_cnn.report.json"
 # How long POST /api/v1/submissions waits for the worker before answering 202.
-SUBMISSION_WAIT_SECONDS = envfloat("SUBMISSION_WAIT_SECONDS", "3")
+SUBMISSION_WAIT_SECONDS = read("float", "SUBMISSION_WAIT_SECONDS", 3, minimum=0)
 PREDICTION_TOP_K = 5
 # A worker task predicts its own submission and up to this many - 1 other pending ones in one
 # model call (under load, one message's task clears the queue behind it).
-SUBMISSION_BATCH_SIZE = envint("SUBMISSION_BATCH_SIZE", "32")
-if SUBMISSION_BATCH_SIZE < 1:
-    raise ImproperlyConfigured("SUBMISSION_BATCH_SIZE must be at least 1")
+SUBMISSION_BATCH_SIZE = read("int", "SUBMISSION_BATCH_SIZE", 32, minimum=1)
 # Rows still pending after this many seconds are queued again (broker down when they were
 # stored, a lost message); beat runs that sweep every SUBMISSION_REQUEUE_INTERVAL_SECONDS.
-SUBMISSION_REQUEUE_AFTER_SECONDS = envfloat("SUBMISSION_REQUEUE_AFTER_SECONDS", "30")
-SUBMISSION_REQUEUE_INTERVAL_SECONDS = envint("SUBMISSION_REQUEUE_INTERVAL_SECONDS", "30")
-# Fault injection for the kill-the-worker test: seconds the task sleeps before predicting.
+SUBMISSION_REQUEUE_AFTER_SECONDS = read("float", "SUBMISSION_REQUEUE_AFTER_SECONDS", 30, minimum=0)
+SUBMISSION_REQUEUE_INTERVAL_SECONDS = read("int", "SUBMISSION_REQUEUE_INTERVAL_SECONDS", 30, minimum=1)
 
 # ---------------------------------------------------------------------------
 # The drawing page (frontend/): rendered into the page as its configuration
@@ -261,20 +164,20 @@ SUBMISSION_REQUEUE_INTERVAL_SECONDS = envint("SUBMISSION_REQUEUE_INTERVAL_SECOND
 
 # The first prediction in a fresh process loads TensorFlow and the model: tens of seconds on a
 # busy 2-core machine, hence the generous deadline for each request the page sends.
-PAGE_REQUEST_TIMEOUT_MS = envint("PAGE_REQUEST_TIMEOUT_MS", "45000")
+PAGE_REQUEST_TIMEOUT_MS = read("int", "PAGE_REQUEST_TIMEOUT_MS", 45000, minimum=1)
 # A 202 answer is polled this many times, the delay growing by half each time up to the maximum.
-PAGE_POLL_TRIES = envint("PAGE_POLL_TRIES", "20")
-PAGE_POLL_DELAY_MS = envint("PAGE_POLL_DELAY_MS", "500")
-PAGE_POLL_MAX_DELAY_MS = envint("PAGE_POLL_MAX_DELAY_MS", "3000")
+PAGE_POLL_TRIES = read("int", "PAGE_POLL_TRIES", 20, minimum=0)
+PAGE_POLL_DELAY_MS = read("int", "PAGE_POLL_DELAY_MS", 500, minimum=1)
+PAGE_POLL_MAX_DELAY_MS = read("int", "PAGE_POLL_MAX_DELAY_MS", 3000, minimum=1)
 # "Predict when the pen lifts" waits for the pen to rest this long after the last stroke, or a
 # 4-stroke E would be read (and stored) after every stroke; a word needs a longer rest, since
 # the pen travels between characters.
-PAGE_AUTO_PAUSE_MS = envint("PAGE_AUTO_PAUSE_MS", "700")
-PAGE_WORD_PAUSE_MS = envint("PAGE_WORD_PAUSE_MS", "1500")
+PAGE_AUTO_PAUSE_MS = read("int", "PAGE_AUTO_PAUSE_MS", 700, minimum=0)
+PAGE_WORD_PAUSE_MS = read("int", "PAGE_WORD_PAUSE_MS", 1500, minimum=0)
 # Below this top probability the page says the model is unsure and asks which guess is right,
 # instead of showing the top answer as if it were sure.
-UNSURE_BELOW = envfloat("UNSURE_BELOW", "0.5")
-if not 0 <= UNSURE_BELOW <= 1:
+UNSURE_BELOW = read("float", "UNSURE_BELOW", 0.5, minimum=0)
+if UNSURE_BELOW > 1:
     raise ImproperlyConfigured(f"UNSURE_BELOW must be between 0 and 1, got {UNSURE_BELOW}")
 
 # ---------------------------------------------------------------------------
@@ -282,23 +185,22 @@ if not 0 <= UNSURE_BELOW <= 1:
 # ---------------------------------------------------------------------------
 
 # EMNIST files: replay rows and the fixed validation split the quality gate measures on.
-EMNIST_DATA_DIR = Path(os.getenv("EMNIST_DATA_DIR", str(BASE_DIR.parent / "shared" / "data" / "emnist")))
+EMNIST_DATA_DIR = env.path("EMNIST_DATA_DIR", BASE_DIR.parent / "shared" / "data" / "emnist")
 # A run does nothing (status "skipped") with fewer new approved corrections than this.
-RETRAIN_MIN_NEW_CORRECTIONS = envint("RETRAIN_MIN_NEW_CORRECTIONS", "50")
+RETRAIN_MIN_NEW_CORRECTIONS = read("int", "RETRAIN_MIN_NEW_CORRECTIONS", 50, minimum=0)
 # Gate: the candidate's validation top-1 may be at most this much below the active version's
-# (a fraction: 0.003 = 0.3 points). The held-back corrections gate has no margin.
-RETRAIN_MAX_VAL_DROP = envfloat("RETRAIN_MAX_VAL_DROP", "0.003")
+# (a fraction: 0.003 = 0.3 points; below 0, it must gain that much). The held-back
+# corrections gate has no margin.
+RETRAIN_MAX_VAL_DROP = read("float", "RETRAIN_MAX_VAL_DROP", 0.003)
 # Every N-th approved correction (by id) is held back for the gate and never trained on.
-RETRAIN_HOLDOUT_EVERY = envint("RETRAIN_HOLDOUT_EVERY", "5")
-if RETRAIN_HOLDOUT_EVERY < 2:
-    raise ImproperlyConfigured("RETRAIN_HOLDOUT_EVERY must be at least 2")
+RETRAIN_HOLDOUT_EVERY = read("int", "RETRAIN_HOLDOUT_EVERY", 5, minimum=2)
 # A run still "running" after this long is taken as abandoned (its worker died) and unlocks.
-RETRAIN_LOCK_TIMEOUT_SECONDS = envint("RETRAIN_LOCK_TIMEOUT_SECONDS", "7200")
+RETRAIN_LOCK_TIMEOUT_SECONDS = read("int", "RETRAIN_LOCK_TIMEOUT_SECONDS", 7200, minimum=1)
 # Overrides of ml.finetune.FinetuneConfig, as JSON ({"learning_rate": 0.0003, ...}).
-RETRAIN_FINETUNE = envjson("RETRAIN_FINETUNE", "{}")
+RETRAIN_FINETUNE = read("json", "RETRAIN_FINETUNE", {})
 # The nightly schedule `setup_site` creates once; afterwards edit it in the admin
 # (Periodic tasks), where django-celery-beat's DatabaseScheduler reads it.
-RETRAIN_SCHEDULE_CRONTAB = os.getenv("RETRAIN_SCHEDULE_CRONTAB", "0 3 * * *")
+RETRAIN_SCHEDULE_CRONTAB = cron("RETRAIN_SCHEDULE_CRONTAB", "0 3 * * *")
 
 # ---------------------------------------------------------------------------
 # Celery
@@ -307,10 +209,12 @@ RETRAIN_SCHEDULE_CRONTAB = os.getenv("RETRAIN_SCHEDULE_CRONTAB", "0 3 * * *")
 CELERY_BROKER_URL = redis_url("CELERY_BROKER_URL")
 CELERY_RESULT_BACKEND = redis_url("CELERY_RESULT_BACKEND") or None
 # No broker configured: run tasks in-process so the embedded default needs no services.
-CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "0" if CELERY_BROKER_URL else "1")
+CELERY_TASK_ALWAYS_EAGER = read("bool", "CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKER_URL)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Each queue has its own worker service (docker-compose.yml): a retraining run takes no slot
+# or CPU from predictions.
 CELERY_TASK_ROUTES = {
     "recognition.tasks.predict_submission": {"queue": "inference"},
     "recognition.tasks.predict_word": {"queue": "inference"},
@@ -326,14 +230,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # CPU than the prediction. With it, a worker keeps its connection (closed every 2x this many
 # tasks), and emnist_site/celery.py drops a broken or old one between tasks as Django does
 # between requests (CONN_MAX_AGE, CONN_HEALTH_CHECKS).
-CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
+CELERY_DB_REUSE_MAX = read("int", "CELERY_DB_REUSE_MAX", 1000, minimum=1)
 # Redis redelivers an unacknowledged message only after this many seconds; inference takes
 # milliseconds, so a short timeout recovers quickly from a dead worker.
 # Workers look for such messages every CELERY_UNACKED_RESTORE_INTERVAL seconds (kombu's default
 # throttle would make that ten times longer; the scan is one ZRANGE, so scan every time).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", "300"),
-    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
+    "visibility_timeout": read("int", "CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),
+    "unacked_restore_interval": read("int", "CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
     "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -351,7 +255,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # The throttle counters must be shared by every gunicorn worker: Redis when there is one (the
 # broker's by default; keys are prefixed, so sharing its database is safe), else this process.
-CACHE_URL = os.getenv("CACHE_URL", "") or (
+CACHE_URL = env.str("CACHE_URL", "") or (
     CELERY_BROKER_URL if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else "locmem://"
 )
 CACHES = {"default": cache_from_url(CACHE_URL)}
@@ -361,13 +265,11 @@ SESSION_ENGINE = "recognition.sessions"
 # Requests per client (signed-in user, else the visitor's session, else the IP address) and per
 # IP address on the write endpoints; "off" disables one. Many people can share an IP (offices,
 # phone carriers), hence its higher limit.
-THROTTLE_WRITE_CLIENT = envrate("THROTTLE_WRITE_CLIENT", "60/min")
-THROTTLE_WRITE_IP = envrate("THROTTLE_WRITE_IP", "600/min")
+THROTTLE_WRITE_CLIENT = rate("THROTTLE_WRITE_CLIENT", "60/min")
+THROTTLE_WRITE_IP = rate("THROTTLE_WRITE_IP", "600/min")
 # How many proxies in front of gunicorn append to X-Forwarded-For. 0: the header is ignored (a
 # client could write anything in it); 1 behind one reverse proxy, and so on.
-NUM_PROXIES = envint("NUM_PROXIES", "0")
-if NUM_PROXIES < 0:
-    raise ImproperlyConfigured("NUM_PROXIES must be 0 or more")
+NUM_PROXIES = read("int", "NUM_PROXIES", 0, minimum=0)
 
 # ---------------------------------------------------------------------------
 # REST framework
@@ -405,23 +307,16 @@ SPECTACULAR_SETTINGS = {
 # ---------------------------------------------------------------------------
 
 if not DEBUG:
-    SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "1")
+    SESSION_COOKIE_SECURE = read("bool", "SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # TLS is usually terminated by a proxy in front of gunicorn; these depend on that deployment.
-SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "0")
-SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
+SECURE_SSL_REDIRECT = read("bool", "SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = read("int", "SECURE_HSTS_SECONDS", 0, minimum=0)
 # Both commit every subdomain (and, with preload, browsers' built-in lists) to HTTPS: opt in.
-SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")
-SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "0")
-if envbool("TRUST_X_FORWARDED_PROTO", "0"):
+SECURE_HSTS_INCLUDE_SUBDOMAINS = read("bool", "SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = read("bool", "SECURE_HSTS_PRELOAD", False)
+if read("bool", "TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
-}
 
 # ---------------------------------------------------------------------------
 # Admin login throttling (django-axes)
@@ -429,10 +324,8 @@ LOGGING = {
 
 # Failures are counted per username and client IP together: one person guessing cannot lock
 # the admin out for everyone, and people sharing an office's IP keep their own counts.
-ADMIN_LOGIN_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", "5")
-ADMIN_LOGIN_COOLOFF_MINUTES = envfloat("ADMIN_LOGIN_COOLOFF_MINUTES", "15")
-if ADMIN_LOGIN_FAILURE_LIMIT < 1 or ADMIN_LOGIN_COOLOFF_MINUTES <= 0:
-    raise ImproperlyConfigured("ADMIN_LOGIN_FAILURE_LIMIT must be 1 or more and ADMIN_LOGIN_COOLOFF_MINUTES above 0")
+ADMIN_LOGIN_FAILURE_LIMIT = read("int", "ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+ADMIN_LOGIN_COOLOFF_MINUTES = read("float", "ADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=0.01)
 INSTALLED_APPS += ["axes"]
 MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes asks: it turns a lockout into the 429 page
 # Axes first: a locked-out login is refused before the password is even checked.

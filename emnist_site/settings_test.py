@@ -6,6 +6,10 @@ test sees the same rows. Set (postgres://postgres@127.0.0.1:5432/emnist_test): P
 
 import os
 
+# DEBUG is off unless set (emnist_site/settings.py); tests run as the development site does, and
+# so do the processes they start with this environment.
+os.environ.setdefault("DEBUG", "1")
+
 if os.environ.get("TEST_DATABASE_URL"):
     os.environ["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
 else:
@@ -25,7 +29,8 @@ from emnist_site.settings import BASE_DIR, DATABASES  # noqa: E402
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A fresh clone has no var/, and SQLite cannot create a file in a missing folder.
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")}
+    # One file per run: two runs at once in one checkout must not share (and delete) it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test_db.{os.getpid()}.sqlite3")}
 
 SUBMISSION_WAIT_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,18 +1,13 @@
-"""Headless Chromium (Debian's package) through Playwright, shared by the browser tests.
+"""Headless Chromium (Debian's package) through Playwright: what the browser tests share.
 
-Import the fixtures into a test module: ``from tests.site.browser import browser, page, phone  # noqa: F401``.
+The fixtures (`browser`, `page`, `phone`, `shipped_model`) are in conftest.py; these are the
+settings they use and the helpers the tests call.
 """
 
-import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
 from django.conf import settings
-
-from recognition.models import ModelVersion
-from tests.site.conftest import require_service
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,57 +23,6 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 DESKTOP = {"width": 1200, "height": 900}
 PHONE = {"width": 360, "height": 740}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_service("Chromium", shutil.which(CHROMIUM) is not None, f"install Debian's chromium or set CHROMIUM_PATH; tried {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_service("Chromium", False, "the playwright Python package is not installed")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the tests are
-    # still plain synchronous code.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=DESKTOP)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-@pytest.fixture
-def phone(browser):
-    """A 360x740 touch screen, as a small Android phone."""
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-@pytest.fixture
-def shipped_model(db):
-    """The committed model with its real evaluation report: labels that mean something."""
-    report = json.loads((Path(settings.BASE_DIR) / settings.SHIPPED_MODEL_REPORT_PATH).read_text())
-    return ModelVersion.objects.create(
-        name="emnist_cnn",
-        file_path=settings.SHIPPED_MODEL_PATH,
-        status=ModelVersion.Status.ACTIVE,
-        metrics={"validation": report["validation"]},
-        training_summary={"source": "shipped"},
-    )
 
 
 def screenshot(page, name: str, **kwargs) -> Path:

@@ -1,20 +1,28 @@
-"""Fixtures for the site tests: a tiny model, personas, images, and service probes."""
+"""Fixtures for the site tests: a tiny model, personas, images, service probes, a real worker."""
 
-import contextlib
+import fcntl
 import io
+import json
 import os
+import shutil
 import socket
-from urllib.parse import urlsplit
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from PIL import Image, ImageDraw
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.models import ModelVersion
+from tests.site.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
+from tests.site.workers import Worker, celery_broker
 
+# The Redis server for the tests, and the database to use when no other run holds it.
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -45,10 +53,66 @@ def fresh_throttle_counters():
     cache.clear()
 
 
-@pytest.fixture
-def redis_url():
+def redis_database_claim(url: str):
+    """(`url` on a database no other test run on this machine holds, the claim): its own
+    database when free, else the first free one from 15 down to 1 (0 is development's).
+
+    Tests flush their database, so two runs at once (two checkouts, a developer beside CI) must
+    not share one. The claim is a lock on a file named after the server and database, which
+    the kernel releases when the run ends, however it ends.
+    """
+    parts = urlsplit(url)
+    own = int(parts.path.strip("/") or 0)
+    for db in dict.fromkeys([own, *range(15, 0, -1)]):
+        name = f"emnist-test-redis-{parts.hostname}-{parts.port or 6379}-{db}.lock"
+        claim = open(Path(tempfile.gettempdir()) / name, "w")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            claim.close()
+            continue
+        return urlunsplit(parts._replace(path=f"/{db}")), claim
+    pytest.fail(f"every Redis database on {parts.netloc} is held by another test run")
+
+
+@pytest.fixture(scope="session")
+def redis_url_of_this_run():
     require_service("Redis", tcp_open(REDIS_TEST_URL, 6379), f"start redis or set TEST_REDIS_URL; tried {REDIS_TEST_URL}")
-    return REDIS_TEST_URL
+    url, claim = redis_database_claim(REDIS_TEST_URL)
+    yield url
+    claim.close()
+
+
+@pytest.fixture
+def redis_url(redis_url_of_this_run):
+    """A Redis database that only this test run uses (tests may flush it)."""
+    return redis_url_of_this_run
+
+
+@pytest.fixture
+def broker(redis_url):
+    """Point this process's Celery app at Redis (an empty database) for the test."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    with celery_broker(redis_url):
+        yield redis_url
+
+
+@pytest.fixture
+def start_worker(broker, tmp_path):
+    """start(service="worker", app="emnist_site", **env) -> a Worker running that compose service's
+    command (with another Celery app module if told); killed after the test."""
+    workers = []
+
+    def start(service: str = "worker", app: str = "emnist_site", **env) -> Worker:
+        worker = Worker(broker, tmp_path / f"worker{len(workers)}.log", service, app, **env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.kill()
 
 
 @pytest.fixture
@@ -121,56 +185,6 @@ def upright(array: np.ndarray) -> np.ndarray:
     return np.asarray(array).T
 
 
-def compose_command(service: str) -> list[str]:
-    """A service's command from docker-compose.yml, to run here exactly as compose would."""
-    import yaml
-
-    from django.conf import settings
-
-    compose = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
-    return list(compose["services"][service]["command"])
-
-
-def venv_env(**env) -> dict:
-    """The environment for a compose command: this interpreter's bin first on PATH, so that
-    `python`, `celery` and `gunicorn` are the ones installed with the project."""
-    import sys
-    from pathlib import Path
-
-    full = dict(os.environ)
-    for key in ("CELERY_TASK_ALWAYS_EAGER", "TEST_DATABASE_URL", "DATABASE_URL", "CELERY_BROKER_URL"):
-        full.pop(key, None)
-    full["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full.get("PATH", "")
-    full.update(DJANGO_SETTINGS_MODULE="emnist_site.settings", TF_CPP_MIN_LOG_LEVEL="2", **env)
-    return full
-
-
-@contextlib.contextmanager
-def celery_broker(url: str):
-    """Send this process's tasks to ``url`` instead of running them eagerly, then restore.
-
-    Celery caches broker connections and producers per app, so they are dropped on the way
-    in and out; otherwise a later test would keep talking to an earlier test's broker.
-    """
-    from emnist_site.celery import app
-
-    def reset_pools():
-        from kombu import pools
-
-        pools.reset()  # closes and forgets kombu's global connection/producer pools
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    old = (app.conf.task_always_eager, app.conf.broker_url)
-    reset_pools()
-    app.conf.task_always_eager, app.conf.broker_url = False, url
-    try:
-        yield app
-    finally:
-        reset_pools()
-        app.conf.task_always_eager, app.conf.broker_url = old
-
-
 # --------------------------------------------------------------------------- retraining
 
 # The site's recipe on a tiny untrained model, except that the frame style is learned with its
@@ -235,3 +249,57 @@ def admin_client_for(client, staff):
     staff.save()
     client.force_login(staff)
     return client
+
+
+# --------------------------------------------------------------------------- browser (tests/site/browser.py)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_service("Chromium", shutil.which(CHROMIUM) is not None, f"install Debian's chromium or set CHROMIUM_PATH; tried {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_service("Chromium", False, "the playwright Python package is not installed")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the tests are
+    # still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """A 360x740 touch screen, as a small Android phone."""
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def shipped_model(db):
+    """The committed model with its real evaluation report: labels that mean something."""
+    report = json.loads((Path(settings.BASE_DIR) / settings.SHIPPED_MODEL_REPORT_PATH).read_text())
+    return ModelVersion.objects.create(
+        name="emnist_cnn",
+        file_path=settings.SHIPPED_MODEL_PATH,
+        status=ModelVersion.Status.ACTIVE,
+        metrics={"validation": report["validation"]},
+        training_summary={"source": "shipped"},
+    )

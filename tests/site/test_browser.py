@@ -7,8 +7,8 @@ import pytest
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission
+from tests.site.browser import PHONE, draw, ellipse, line, no_horizontal_overflow, screenshot
 from tests.site.conftest import canvas_png
-from tests.site.browser import PHONE, browser, draw, ellipse, line, no_horizontal_overflow, page, phone, screenshot, shipped_model  # noqa: F401
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

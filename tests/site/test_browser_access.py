@@ -5,7 +5,7 @@ import json
 import pytest
 
 from recognition.models import Correction, Submission
-from tests.site.browser import browser, draw, ellipse, line, page  # noqa: F401
+from tests.site.browser import draw, ellipse, line
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

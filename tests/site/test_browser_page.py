@@ -6,7 +6,8 @@ import time
 import pytest
 
 from recognition.models import Correction, Submission, Word
-from tests.site.browser import browser, draw, ellipse, line, page  # noqa: F401
+from recognition.services import submissions
+from tests.site.browser import draw, ellipse, line
 from tests.site.test_browser import answer_with
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -53,9 +54,17 @@ def test_predict_when_the_pen_lifts_waits_for_the_last_stroke_and_sends_the_whol
 
 
 @pytest.mark.parametrize("trigger", ["the pen lifts", "Enter"])
-def test_a_stroke_added_while_a_prediction_is_in_flight_is_read_too(page, live_server, active_model, settings, trigger):
+def test_a_stroke_added_while_a_prediction_is_in_flight_is_read_too(
+    page, live_server, active_model, settings, trigger, monkeypatch
+):
     settings.PAGE_AUTO_PAUSE_MS = 300
-    settings.PREDICT_DELAY_SECONDS = 2  # the first answer takes a while
+    predict = submissions.predict_pending_batch
+
+    def slowly(**kwargs):  # the first answer takes a while
+        time.sleep(2)
+        return predict(**kwargs)
+
+    monkeypatch.setattr(submissions, "predict_pending_batch", slowly)
     page.goto(live_server.url + "/")
     sent = posts_to(page, "/api/v1/submissions")
     if trigger == "the pen lifts":

@@ -4,7 +4,7 @@ import pytest
 
 from ml.data import CLASSES
 from recognition.models import Correction, Word
-from tests.site.browser import browser, draw, ellipse, line, no_horizontal_overflow, page, screenshot, shipped_model  # noqa: F401
+from tests.site.browser import draw, ellipse, line, no_horizontal_overflow, screenshot
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ import pytest
 from ml.data import CLASSES
 from ml.evaluate import LOOKALIKE_PAIRS
 from recognition.models import Correction, ModelVersion, Submission
-from tests.site.browser import browser, no_horizontal_overflow, page, phone, screenshot, shipped_model  # noqa: F401
+from tests.site.browser import no_horizontal_overflow, screenshot
 
 
 def add_history(shipped):

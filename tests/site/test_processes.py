@@ -1,4 +1,5 @@
-"""The web and beat commands of docker-compose.yml, run here as compose would run them."""
+"""docker-compose.yml: its web and beat commands run here as compose would run them, and its
+workers' queues (the workers themselves run in test_worker.py and test_worker_retraining.py)."""
 
 import socket
 import subprocess
@@ -9,8 +10,8 @@ import pytest
 from django.conf import settings
 
 from recognition.models import ModelVersion
-from tests.site.conftest import compose_command, venv_env
-from tests.site.test_worker import database_url_for_subprocess
+from tests.site.conftest import redis_database_claim
+from tests.site.workers import compose_command, database_url_for_subprocess, venv_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,3 +101,32 @@ def test_the_compose_beat_command_sends_the_retraining_schedule_from_the_databas
         log.close()
     text = (tmp_path / "beat.log").read_text(errors="replace")
     assert "DatabaseScheduler" in text and "recognition.tasks.retraining_run" in text
+
+
+def queues_of(service: str) -> set[str]:
+    command = compose_command(service)
+    return set(command[command.index("-Q") + 1].split(","))
+
+
+def test_the_inference_and_training_queues_have_workers_of_their_own():
+    assert queues_of("worker") == {"inference", "celery"}
+    assert queues_of("training-worker") == {"training"}
+    # Every routed task has a worker, and a retraining run never waits behind predictions.
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= queues_of("worker") | queues_of("training-worker")
+    assert settings.CELERY_TASK_ROUTES["recognition.tasks.retraining_run"] == {"queue": "training"}
+    training = compose_command("training-worker")
+    assert "--concurrency=1" in training and "--max-tasks-per-child=1" in training
+
+
+def test_two_test_runs_on_one_machine_get_different_redis_databases():
+    first, first_claim = redis_database_claim("redis://127.0.0.1:6379/7")
+    second, second_claim = redis_database_claim("redis://127.0.0.1:6379/7")
+    try:
+        assert first != second and "/0" not in (first[-2:], second[-2:])  # 0 is development's
+    finally:
+        first_claim.close()
+    third, third_claim = redis_database_claim("redis://127.0.0.1:6379/7")  # freed when the first run ended
+    second_claim.close()
+    third_claim.close()
+    assert third == first

@@ -7,6 +7,7 @@ from recognition import services
 from recognition.errors import InvalidState, UnknownLabel
 from recognition.models import Correction, SiteConfiguration, Submission
 from recognition.selectors import site_configuration_get
+from tests.site.workers import post_drawing
 
 pytestmark = pytest.mark.django_db
 
@@ -128,8 +129,6 @@ def test_bad_review_and_correction_input_is_refused_and_writes_nothing(predicted
     assert services.correction_review(correction_ids=[987654], reviewer=staff, status="approved") == 0
     assert Correction.objects.count() == 1 and Correction.objects.get().status == "pending"
     # Through the API: an unknown label is a clear 400 with a code, and no row.
-    from tests.site.test_worker import post_drawing
-
     submission_id = post_drawing(anon, drawing).json()["id"]
     response = anon.post(f"/api/v1/submissions/{submission_id}/correction", {"label": "%"}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "unknown_label"

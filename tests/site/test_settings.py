@@ -15,13 +15,27 @@ PRINT = (
 )
 
 
-def run_settings(**env):
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DEBUG", "SECRET_KEY")}
+def run_settings(debug: str | None = "1", **env):
+    """Load the settings in a fresh interpreter with `env` (and DEBUG=`debug`, unless None) on a clean environment."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DEBUG", "SECRET_KEY")
+    }
+    if debug is not None:
+        clean["DEBUG"] = debug
     clean.update(env, DJANGO_SETTINGS_MODULE="emnist_site.settings")
-    return subprocess.run([sys.executable, "-c", PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
 
 
-def test_with_nothing_set_it_uses_sqlite_and_eager_tasks():
+def test_debug_is_off_unless_set_so_a_deployment_without_a_secret_key_does_not_start():
+    result = run_settings(debug=None)
+    assert result.returncode != 0 and "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_with_debug_on_and_nothing_else_set_it_uses_sqlite_and_eager_tasks():
     result = run_settings()
     assert result.returncode == 0, result.stderr
     engine, name, eager = result.stdout.split()
@@ -43,12 +57,68 @@ def test_database_and_broker_urls_switch_to_postgresql_and_redis():
         ({"DEBUG": "maybe"}, "DEBUG must be a boolean"),
         ({"SUBMISSION_WAIT_SECONDS": "soon"}, "SUBMISSION_WAIT_SECONDS must be a number"),
         ({"DEBUG": "0"}, "SECRET_KEY must be set when DEBUG is off"),
+        ({"DATABASE_URL": "postgres://u@h:5432"}, "has no database name"),
+        ({"DATABASE_URL": "sqlite://"}, "has no file path"),
+        (
+            {"CELERY_BROKER_URL": "redis://redis:port/0"},
+            "CELERY_BROKER_URL 'redis://redis:port/0' has a malformed port",
+        ),
+        ({"CELERY_RESULT_BACKEND": "rpc://"}, "CELERY_RESULT_BACKEND must be a redis:// URL"),
+        ({"CACHE_URL": "redis://cache:sixty/1"}, "CACHE_URL 'redis://cache:sixty/1' has a malformed port"),
+        (
+            {"CSRF_TRUSTED_ORIGINS": "https://ok.example,site.example"},
+            "CSRF_TRUSTED_ORIGINS must start with http:// or https://, got 'site.example'",
+        ),
+        ({"RETRAIN_SCHEDULE_CRONTAB": "0 3 * *"}, "RETRAIN_SCHEDULE_CRONTAB must be a crontab"),
+        ({"RETRAIN_SCHEDULE_CRONTAB": "0 25 * * *"}, "RETRAIN_SCHEDULE_CRONTAB must be a crontab"),
+        ({"RETRAIN_SCHEDULE_CRONTAB": "0 3 * * funday"}, "RETRAIN_SCHEDULE_CRONTAB must be a crontab"),
+        ({"RETRAIN_FINETUNE": "[0.001]"}, "RETRAIN_FINETUNE must be a JSON object"),
+        ({"RETRAIN_HOLDOUT_EVERY": "1"}, "RETRAIN_HOLDOUT_EVERY must be 2 or more"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be a log level"),
     ],
-    ids=["scheme", "port", "broker", "debug", "wait", "secret"],
+    ids=[
+        "scheme",
+        "port",
+        "broker",
+        "debug",
+        "wait",
+        "secret",
+        "db-name",
+        "sqlite-memory",
+        "broker-port",
+        "result-backend",
+        "cache-port",
+        "csrf-origin",
+        "cron-fields",
+        "cron-hour",
+        "cron-weekday",
+        "finetune",
+        "holdout",
+        "log-level",
+    ],
 )
 def test_it_fails_fast_on_a_malformed_environment(env, message):
     result = run_settings(**env)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_valid_crontab_and_a_relative_sqlite_path_are_accepted():
+    code = (
+        "from django.conf import settings;"
+        "print(settings.RETRAIN_SCHEDULE_CRONTAB, '|', settings.DATABASES['default']['NAME'])"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    clean.update(
+        DEBUG="1",
+        DJANGO_SETTINGS_MODULE="emnist_site.settings",
+        RETRAIN_SCHEDULE_CRONTAB="*/30 1-5 1,15 * mon-fri",
+        DATABASE_URL="sqlite:///var/other.sqlite3",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" | ") == ["*/30 1-5 1,15 * mon-fri", f"{ROOT / 'var' / 'other.sqlite3'}\n"]
 
 
 def test_django_start_up_does_not_import_tensorflow():

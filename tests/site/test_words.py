@@ -14,6 +14,7 @@ from ml.data import CLASSES
 from recognition import errors, services
 from recognition.models import Correction, Submission, Word
 from tests.site.conftest import png_bytes, token_client
+from tests.site.workers import wait_for
 
 WORDS = "/api/v1/words"
 PEN = 12
@@ -293,8 +294,6 @@ def test_the_word_admin_shows_the_drawing_and_its_characters(admin_client_for):
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_on_redis_predicts_a_whole_word_in_one_task(anon, active_model, start_worker):
-    from tests.site.test_worker import wait_for
-
     worker = start_worker()
     response = anon.post(WORDS, b64(word_drawing(3)[0]), format="json")  # SUBMISSION_WAIT_SECONDS is 0 in tests
     assert response.status_code == 202
@@ -306,5 +305,3 @@ def test_a_real_worker_on_redis_predicts_a_whole_word_in_one_task(anon, active_m
     assert worker.tail().count("recognition.tasks.predict_word[") >= 1
     assert "recognition.tasks.predict_submission[" not in worker.tail()
 
-
-from tests.site.test_worker import broker, start_worker  # noqa: E402,F401 - the real-worker fixtures

@@ -4,108 +4,17 @@ The worker is a subprocess sharing the test database (a SQLite file, or the Post
 database under TEST_DATABASE_URL), so these tests commit their rows (transactional_db).
 """
 
-import base64
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
-from urllib.parse import quote
-
 import pytest
-from django.db import connection
 from django.test import override_settings
 
 from ml.data import CLASSES
 from recognition.models import Submission
-from tests.site.conftest import celery_broker, compose_command, venv_env
+from tests.site.workers import post_drawing, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 # The worker app of the kill tests: it pauses with a batch claimed (tests/site/slow_claim_worker.py).
 SLOW_CLAIM_APP = "tests.site.slow_claim_worker"
-
-
-def database_url_for_subprocess() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return "sqlite:///" + str(Path(s["NAME"]).resolve())
-    auth = quote(s["USER"]) + (":" + quote(s["PASSWORD"]) if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-class Worker:
-    def __init__(self, broker_url: str, log_path: Path, app: str = "emnist_site", **env):
-        """``app``: the Celery app module (``-A``); the kill tests swap in tests.site.slow_claim_worker."""
-        self.log_path = log_path
-        full_env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=broker_url, **env)
-        self.log = open(log_path, "ab")
-        command = compose_command("worker")
-        command[command.index("-A") + 1] = app
-        # Its own process group, so that SIGKILL takes the parent and its pool child at once.
-        self.process = subprocess.Popen(
-            # docker-compose's worker command; one pool process, so a test can kill it mid-task.
-            [*command, "--concurrency=1"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.log.close()
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
-@pytest.fixture
-def broker(redis_url):
-    """Point this process's Celery app at Redis (an empty database) for the test."""
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    with celery_broker(redis_url):
-        yield redis_url
-
-
-@pytest.fixture
-def start_worker(broker, tmp_path):
-    workers = []
-
-    def start(app: str = "emnist_site", **env) -> Worker:
-        worker = Worker(broker, tmp_path / f"worker{len(workers)}.log", app=app, **env)
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.kill()
-
-
-def wait_for(predicate, timeout: float, worker: Worker, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if worker.process.poll() is not None:
-            pytest.fail(f"worker exited ({worker.process.returncode}) while waiting for {what}:\n{worker.tail()}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}:\n{worker.tail()}")
-
-
-def post_drawing(client, drawing):
-    return client.post(
-        "/api/v1/submissions",
-        {"image_base64": base64.b64encode(drawing).decode(), "source": "canvas"},
-        format="json",
-    )
 
 
 def test_a_real_worker_on_redis_predicts_and_the_api_returns_it(anon, active_model, drawing, start_worker):

@@ -9,7 +9,7 @@ from django.test import override_settings
 from recognition import services
 from recognition.models import ModelVersion, Submission, TrainingRun
 from tests.site.conftest import TINY_FINETUNE
-from tests.site.test_worker import broker, post_drawing, start_worker, wait_for  # noqa: F401 - fixtures
+from tests.site.workers import post_drawing, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,7 @@ def test_a_scheduled_run_on_the_training_queue_promotes_or_rejects(
     from recognition.tasks import retraining_run as retraining_run_task
 
     approved_corrections(8)
-    worker = start_worker(**retrain_env(tiny_emnist_dir, tmp_path, max_drop))
+    worker = start_worker("training-worker", **retrain_env(tiny_emnist_dir, tmp_path, max_drop))
     retraining_run_task.apply_async(kwargs={"reason": "scheduled"}, queue="training")
     run = wait_for(
         lambda: TrainingRun.objects.exclude(status=TrainingRun.Status.RUNNING).first(), 240, worker, "the retraining run"
