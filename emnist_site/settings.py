@@ -363,6 +363,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "recognition.schema.AutoSchema",
     "EXCEPTION_HANDLER": "recognition.api.errors.exception_handler",
+    # DRF's three, with JSON's size and nesting bounded before it is parsed (a deep body is a
+    # RecursionError, a 500, with DRF's own JSONParser).
+    "DEFAULT_PARSER_CLASSES": [
+        "recognition.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Write endpoints opt in with `throttle_classes = throttles.WRITE` (recognition/throttles.py).
     "DEFAULT_THROTTLE_CLASSES": [],
     "NUM_PROXIES": NUM_PROXIES,

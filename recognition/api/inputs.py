@@ -7,18 +7,27 @@ a DRF validation error, so the client gets a 4xx that names it.
 
 import base64
 import binascii
-import json
+import math
 import re
 
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
+from ml.preprocess import MAX_SIDE
 from recognition import services
+from recognition.api.parsers import json_loads_bounded
 from recognition.api.serializers import DrawingInputSerializer
-from recognition.errors import ImageTooLarge, InvalidImage
+from recognition.errors import ImageTooLarge, InvalidImage, InvalidStrokes
 from recognition.identity import client_id_get
 from recognition.models import Submission
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
+
+# Stroke coordinates are the image's pixels (or a canvas's CSS pixels, a fraction of them): a
+# pen may wander off the canvas's edge while drawing, but not by more than a canvas.
+STROKE_COORDINATE_RANGE = (-MAX_SIDE, 2 * MAX_SIDE)
+# t is milliseconds since the drawing began (the canvas's performance.now()); an epoch time in
+# milliseconds (1.7e12) is allowed too.
+STROKE_TIME_MAX = 1e13
 
 
 def drawing_from_request(request) -> dict:
@@ -30,6 +39,7 @@ def drawing_from_request(request) -> dict:
         image, content_type, strokes, source = _from_multipart(request, max_bytes)
     else:
         image, content_type, strokes, source = _from_json(request, max_bytes)
+    strokes_check(strokes)
     return {
         "image": image,
         "content_type": content_type,
@@ -49,10 +59,11 @@ def _from_multipart(request, max_bytes: int) -> tuple[bytes, str, list | None, s
         raise ImageTooLarge(f"Image too large: {upload.size} bytes, the limit is {max_bytes}.")
     strokes = request.data.get("strokes")
     if strokes:
+        # The parser's limits for a JSON body hold for this JSON text too (nesting, size).
         try:
-            strokes = json.loads(strokes)
-        except ValueError:
-            raise serializers.ValidationError({"strokes": ["Not valid JSON."]}) from None
+            strokes = json_loads_bounded(strokes)
+        except exceptions.ParseError as exc:
+            raise serializers.ValidationError({"strokes": [str(exc.detail)]}) from None
     source = request.data.get("source") or Submission.Source.UPLOAD
     return upload.read(), (upload.content_type or "").split(";")[0].strip().lower(), strokes or None, source
 
@@ -77,3 +88,45 @@ def _from_json(request, max_bytes: int) -> tuple[bytes, str, list | None, str]:
     except (binascii.Error, ValueError):
         raise InvalidImage("image_base64 is not valid base64.") from None
     return image, content_type.lower(), data.get("strokes"), data.get("source", Submission.Source.API)
+
+
+def strokes_check(strokes) -> None:
+    """Strokes, before anything reads them: at most MAX_STROKES lists of points, at most
+    MAX_STROKE_POINTS points in all, each [x, y] or [x, y, t] with finite numbers, x and y
+    within STROKE_COORDINATE_RANGE and t within STROKE_TIME_MAX.
+
+    A number JSON allows is not always one the segmenter can use: a 400-digit integer is valid
+    JSON but overflows a float in ml.segment, and would be stored as it is on a submission.
+
+    Raises:
+        InvalidStrokes: the first thing wrong, named (400).
+    """
+    if strokes is None:
+        return
+    max_strokes, max_points = services.submissions.MAX_STROKES, services.submissions.MAX_STROKE_POINTS
+    if not isinstance(strokes, list) or len(strokes) > max_strokes:
+        raise InvalidStrokes(f"strokes must be a list of at most {max_strokes} strokes.")
+    if not all(isinstance(stroke, list) for stroke in strokes):
+        raise InvalidStrokes("Each stroke must be a list of points.")
+    # Counted before any point is looked at: a million points are refused for the cost of a sum.
+    total = sum(len(stroke) for stroke in strokes)
+    if total > max_points:
+        raise InvalidStrokes(f"strokes may hold at most {max_points} points in all, not {total}.")
+    low, high = STROKE_COORDINATE_RANGE
+    for stroke in strokes:
+        for point in stroke:
+            # A fourth value (pen pressure, say) is taken as services.submissions takes it.
+            if not isinstance(point, list) or not 2 <= len(point) <= 4 or not all(_is_number(v) for v in point):
+                raise InvalidStrokes("Each point must be [x, y] or [x, y, t] with numbers.")
+            if not (low <= point[0] <= high and low <= point[1] <= high):
+                raise InvalidStrokes(f"Stroke coordinates must lie within {low}..{high} pixels.")
+            if not all(-STROKE_TIME_MAX <= v <= STROKE_TIME_MAX for v in point[2:]):
+                raise InvalidStrokes(f"A point's time must lie within +-{STROKE_TIME_MAX:.0e} ms.")
+
+
+def _is_number(value) -> bool:
+    # bool is an int to Python but not a number in JSON; floats from a strict parser are finite,
+    # but a caller may hand us a Python list.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)

@@ -14,7 +14,7 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import status
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from recognition import exports, selectors, services, throttles
 from recognition.api.inputs import drawing_from_request
 from recognition.api.pagination import paginated_list, paginated_list_schema
+from recognition.api.parsers import BoundedJSONParser
 from recognition.api.serializers import (
     DRAWING_REQUEST,
     EXAMPLE_PNG_BASE64,
@@ -63,7 +64,7 @@ def _created_responses(serializer, *, invalid: str, too_large: str) -> dict:
 class SubmissionCollectionApi(APIView):
     """/api/v1/submissions: GET lists yours (paginated), POST creates one."""
 
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, BoundedJSONParser]
     throttle_classes = throttles.WRITE
 
     @paginated_list_schema(operation_id="submissions_list", name="PaginatedSubmissionList", item_serializer=SubmissionOutputSerializer)
@@ -123,7 +124,7 @@ class SubmissionCorrectionApi(APIView):
 class WordCollectionApi(APIView):
     """/api/v1/words: GET lists yours (paginated), POST creates one."""
 
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, BoundedJSONParser]
     throttle_classes = throttles.WRITE
 
     @paginated_list_schema(operation_id="words_list", name="PaginatedWordList", item_serializer=WordOutputSerializer)
