@@ -13,6 +13,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
 )
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAdminUser
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recognition import exports, selectors, services, throttles
+from recognition.api.errors import JsonErrorsMixin
 from recognition.api.inputs import drawing_from_request
 from recognition.api.pagination import paginated_list, paginated_list_schema
 from recognition.api.parsers import BoundedJSONParser
@@ -230,3 +232,7 @@ class HealthApi(APIView):
     def get(self, request):
         report = health_check()
         return Response(report, status=200 if report["ok"] else 503)
+
+
+class SchemaApi(JsonErrorsMixin, SpectacularAPIView):
+    """The OpenAPI document (YAML, or JSON with ?format=json); its errors in JSON."""
