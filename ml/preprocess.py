@@ -31,7 +31,16 @@ from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, ML
 # Limits, checked from the file header before any pixel is decoded.
 MAX_BYTES = 10 * 1024 * 1024
 MAX_SIDE = 4096
-MAX_PIXELS = 16_000_000
+# The most pixels decoded: 2048x2048. A character needs far fewer (the canvas is 280x280, and
+# every input ends up 96 px tall before 28x28), and decoding is the cost of a request: a
+# 4000x4000 PNG of 24 KiB took 0.55 s of CPU. A JPEG over it is decoded at 1/2, 1/4 or 1/8
+# scale (its DCT allows that almost for free); any other format over it is refused.
+MAX_PIXELS = 2048 * 2048
+# What the API documents, identified from the bytes (never from a declared type). Pillow
+# would otherwise open some 40 formats: TIFF and ICO among them, and EPS through Ghostscript.
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
+# 16-bit greyscale (PNG): Pillow's convert("L") clips these at 255 instead of scaling them.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 # Share of the 28 px frame that the ink's longer side spans in EMNIST: measured on the
 # validation split, the longer side of pixels > 0 is 24-26 px (median 26), of which the
@@ -58,7 +67,7 @@ def image_bytes_to_emnist(data: bytes) -> np.ndarray:
     """Decode an image file and turn it into the model's input.
 
     Args:
-        data: the bytes of a PNG, JPEG, WebP, GIF or BMP file. A canvas export (alpha
+        data: the bytes of a PNG, JPEG, WebP, GIF or BMP file (``FORMATS``). A canvas export (alpha
             channel with transparent background) uses alpha as ink; an opaque image is
             read as ink on paper of either polarity.
 
@@ -66,15 +75,16 @@ def image_bytes_to_emnist(data: bytes) -> np.ndarray:
         uint8 (28, 28) in EMNIST orientation (``arr.T`` is upright), ink high.
 
     Raises:
-        InvalidImageError: not bytes, not an image, or a truncated file.
-        ImageTooLargeError: over ``MAX_BYTES``, ``MAX_SIDE`` or ``MAX_PIXELS``.
+        InvalidImageError: not bytes, not an image of ``FORMATS``, or a truncated file.
+        ImageTooLargeError: over ``MAX_BYTES``, ``MAX_SIDE``, or ``MAX_PIXELS`` (not a JPEG).
         BlankImageError: nothing drawn.
     """
     return ink_to_emnist(image_to_ink(open_image(data)))
 
 
 def open_image(data: bytes) -> Image.Image:
-    """Open and fully decode image bytes, enforcing the size limits first."""
+    """Open and fully decode image bytes of ``FORMATS``, enforcing the size limits first; a
+    JPEG over ``MAX_PIXELS`` is decoded at the largest scale under it."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidImageError(f"expected image bytes, got {type(data).__name__}")
     if len(data) == 0:
@@ -84,14 +94,18 @@ def open_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size  # from the header: nothing decoded yet
-            if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-                raise ImageTooLargeError(
-                    f"image is too large: {width}x{height}; the limit is {MAX_SIDE} px a side and {MAX_PIXELS} pixels"
-                )
+            if width > MAX_SIDE or height > MAX_SIDE:
+                raise ImageTooLargeError(f"image is too large: {width}x{height}; the limit is {MAX_SIDE} px a side")
             if width < 1 or height < 1:
                 raise InvalidImageError("image has no pixels")
+            if width * height > MAX_PIXELS:
+                if image.format != "JPEG":
+                    raise ImageTooLargeError(
+                        f"image is too large: {width}x{height}; the limit is {MAX_PIXELS} pixels ({MAX_PIXELS // 1_000_000} megapixels)"
+                    )
+                _draft_under_limit(image)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # phone photos carry their rotation in EXIF
             return image
@@ -100,9 +114,19 @@ def open_image(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is too large to decode safely ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError("not a recognised image format") from exc
+        raise InvalidImageError(f"not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"image could not be decoded ({exc})") from exc
+
+
+def _draft_under_limit(image: Image.Image) -> None:
+    """Have a JPEG decode at 1/2, 1/4 or 1/8 scale, the largest with at most MAX_PIXELS."""
+    width, height = image.size
+    for factor in (2, 4, 8):
+        if -(-width // factor) * -(-height // factor) <= MAX_PIXELS:
+            break
+    # draft() picks the largest DCT scale whose result is at least the size asked for.
+    image.draft(image.mode, (width // factor, height // factor))
 
 
 def image_to_ink(image: Image.Image) -> np.ndarray:
@@ -119,6 +143,9 @@ def image_to_ink(image: Image.Image) -> np.ndarray:
         if alpha.min() < 250:  # really transparent somewhere: alpha carries the ink
             return _checked_ink(alpha)
         gray = np.asarray(rgba.convert("L"), dtype=np.float32)
+    elif image.mode in _SIXTEEN_BIT_MODES:
+        # 0..65535 to 0..255; "I" is how older Pillows open a 16-bit PNG.
+        gray = np.clip(np.asarray(image, dtype=np.float32) / 257.0, 0, 255)
     else:
         gray = np.asarray(image.convert("L"), dtype=np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])

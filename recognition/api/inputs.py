@@ -22,6 +22,17 @@ from recognition.models import Submission
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
 
+# The documented formats by their first bytes, for a file part sent without a type.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+# What clients send for "a file, type unknown": curl -F without ;type=, Python's requests.
+_UNTYPED = frozenset({"", "application/octet-stream"})
+
 # Stroke coordinates are the image's pixels (or a canvas's CSS pixels, a fraction of them): a
 # pen may wander off the canvas's edge while drawing, but not by more than a canvas.
 STROKE_COORDINATE_RANGE = (-MAX_SIDE, 2 * MAX_SIDE)
@@ -65,7 +76,13 @@ def _from_multipart(request, max_bytes: int) -> tuple[bytes, str, list | None, s
         except exceptions.ParseError as exc:
             raise serializers.ValidationError({"strokes": [str(exc.detail)]}) from None
     source = request.data.get("source") or Submission.Source.UPLOAD
-    return upload.read(), (upload.content_type or "").split(";")[0].strip().lower(), strokes or None, source
+    image = upload.read()
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if content_type in _UNTYPED:
+        # No declared type is not a wrong one: name it from the bytes. A declared type that is
+        # not an image stays a 415; bytes of another format are refused when decoded.
+        content_type = image_type_sniff(image) or content_type
+    return image, content_type, strokes or None, source
 
 
 def _from_json(request, max_bytes: int) -> tuple[bytes, str, list | None, str]:
@@ -80,6 +97,10 @@ def _from_json(request, max_bytes: int) -> tuple[bytes, str, list | None, str]:
     if match:
         content_type = data.get("content_type", match["type"])
         text = text[match.end() :]
+    if any(space in text for space in ("\n", "\r", " ", "\t")):
+        # MIME base64 (RFC 2045; openssl base64, Python's encodebytes) breaks lines every 76
+        # characters; they carry nothing. Looked for first: a split of 14 MB costs 30 ms.
+        text = "".join(text.split())
     # Refuse a huge string before decoding it: base64 carries 3 bytes in every 4 characters.
     if len(text) * 3 // 4 > max_bytes + 3:
         raise ImageTooLarge(f"Image too large: over {max_bytes} bytes.")
@@ -88,6 +109,13 @@ def _from_json(request, max_bytes: int) -> tuple[bytes, str, list | None, str]:
     except (binascii.Error, ValueError):
         raise InvalidImage("image_base64 is not valid base64.") from None
     return image, content_type.lower(), data.get("strokes"), data.get("source", Submission.Source.API)
+
+
+def image_type_sniff(image: bytes) -> str | None:
+    """The content type of the documented formats from their magic bytes, else None."""
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "image/webp"
+    return next((content_type for magic, content_type in _MAGIC if image.startswith(magic)), None)
 
 
 def strokes_check(strokes) -> None:
