@@ -6,7 +6,14 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, QuerySet
 
 from recognition.errors import NotFound
-from recognition.models import Correction, ModelVersion, SiteConfiguration, Submission, Word
+from recognition.models import (
+    Correction,
+    ModelVersion,
+    SiteConfiguration,
+    Submission,
+    Word,
+)
+from recognition.permissions import VIEW_SUBMISSIONS, VIEW_WORDS, staff_has_perm
 
 
 def site_configuration_get() -> SiteConfiguration:
@@ -33,12 +40,13 @@ def model_version_list() -> QuerySet[ModelVersion]:
 
 
 def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
-    """Staff see everything, a signed-in user their own, an anonymous visitor their session's."""
+    """Staff who may view submissions (the admin's permission) see everything, a signed-in user
+    their own, an anonymous visitor their session's."""
     # Responses carry model_version_id, never the version's row (its metrics are ~18 KB of
     # JSON), nor the drawing itself: neither is read here.
     qs = Submission.objects.defer("image", "strokes").prefetch_related("corrections")
     if user is not None and user.is_authenticated:
-        return qs if user.is_staff else qs.filter(owner=user)
+        return qs if staff_has_perm(user, VIEW_SUBMISSIONS) else qs.filter(owner=user)
     if not client_id:
         return qs.none()
     return qs.filter(owner__isnull=True, client_id=client_id)
@@ -81,11 +89,11 @@ def submission_count_predicted() -> int:
 
 
 def word_list_visible(*, user, client_id: str) -> QuerySet[Word]:
-    """Same visibility as submissions: staff all, a user theirs, a visitor their session's."""
+    """Same visibility as submissions: staff who may view words all, a user theirs, a visitor their session's."""
     characters = Submission.objects.select_related("model_version").prefetch_related("corrections").order_by("position")
     qs = Word.objects.prefetch_related(Prefetch("characters", queryset=characters))
     if user is not None and user.is_authenticated:
-        return qs if user.is_staff else qs.filter(owner=user)
+        return qs if staff_has_perm(user, VIEW_WORDS) else qs.filter(owner=user)
     if not client_id:
         return qs.none()
     return qs.filter(owner__isnull=True, client_id=client_id)

@@ -15,8 +15,8 @@ from drf_spectacular.utils import (
 )
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -39,9 +39,10 @@ from recognition.api.serializers import (
 )
 from recognition.api.waiting import submission_wait_predicted, word_wait_predicted
 from recognition.errors import RecognitionError
-from recognition.identity import client_id_get
+from recognition.identity import client_id_get, client_id_keep
 from recognition.labels import labels, lookalike_groups, lookalike_pairs
 from recognition.models import Submission, Word
+from recognition.permissions import ADD_CORRECTIONS, CanViewCorrections, staff_has_perm
 from recognition.services.health import health_check
 
 
@@ -91,7 +92,9 @@ class SubmissionCollectionApi(APIView):
         ),
     )
     def post(self, request):
-        submission = services.submission_create(**drawing_from_request(request))
+        drawing = drawing_from_request(request)
+        submission = services.submission_create(**drawing)
+        client_id_keep(request, drawing["client_id"])
         submission = submission_wait_predicted(submission, seconds=settings.SUBMISSION_WAIT_SECONDS)
         data = SubmissionOutputSerializer(submission, context={"new": True}).data
         return _created(data, pending=submission.status == Submission.Status.PENDING)
@@ -111,7 +114,12 @@ class SubmissionCorrectionApi(APIView):
 
     @extend_schema(
         request=CorrectionInputSerializer,
-        responses={201: CorrectionOutputSerializer, 400: OpenApiResponse(description="Unknown label."), 404: OpenApiResponse(description="Not yours or not there.")},
+        responses={
+            201: CorrectionOutputSerializer,
+            400: OpenApiResponse(description="Unknown label."),
+            403: OpenApiResponse(description="Someone else's submission, seen by staff without the add correction permission; or a CSRF failure."),
+            404: OpenApiResponse(description="Not yours or not there."),
+        },
     )
     def post(self, request, submission_id):
         serializer = CorrectionInputSerializer(data=request.data)
@@ -119,8 +127,16 @@ class SubmissionCorrectionApi(APIView):
         submission = selectors.submission_get_visible(
             submission_id=submission_id, user=request.user, client_id=client_id_get(request)
         )
+        if _is_someone_elses(submission, request.user) and not staff_has_perm(request.user, ADD_CORRECTIONS):
+            # Seen by a staff member who may view submissions, but not one who may correct them.
+            raise PermissionDenied("Correcting someone else's submission needs the add correction permission.")
         correction = services.correction_create(submission=submission, label=serializer.validated_data["label"])
         return Response(CorrectionOutputSerializer(correction).data, status=status.HTTP_201_CREATED)
+
+
+def _is_someone_elses(submission: Submission, user) -> bool:
+    """A signed-in user's row that is not theirs (a visitor sees only their own rows)."""
+    return user is not None and user.is_authenticated and submission.owner_id != user.pk
 
 
 class WordCollectionApi(APIView):
@@ -148,7 +164,9 @@ class WordCollectionApi(APIView):
         ),
     )
     def post(self, request):
-        word = services.word_create(**drawing_from_request(request))
+        drawing = drawing_from_request(request)
+        word = services.word_create(**drawing)
+        client_id_keep(request, drawing["client_id"])
         word_wait_predicted(word, seconds=settings.SUBMISSION_WAIT_SECONDS)
         # Read again with its characters, as a GET would show it.
         word = selectors.word_get_visible(word_id=word.id, user=request.user, client_id=client_id_get(request))
@@ -205,7 +223,7 @@ class StatsApi(APIView):
 class CorrectionExportApi(APIView):
     """Approved corrections as a dataset, for staff: ``?kind=npz`` (default) or ``?kind=zip`` (not ``format``: DRF reserves it)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanViewCorrections]
     FORMATS = {"npz": "application/octet-stream", "zip": "application/zip"}
 
     @extend_schema(
