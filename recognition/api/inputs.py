@@ -17,7 +17,7 @@ from recognition import services
 from recognition.api.parsers import json_loads_bounded
 from recognition.api.serializers import DrawingInputSerializer
 from recognition.errors import ImageTooLarge, InvalidImage, InvalidStrokes
-from recognition.identity import client_id_get
+from recognition.identity import client_id_for_write
 from recognition.models import Submission
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,", re.ASCII)
@@ -57,8 +57,9 @@ def drawing_from_request(request) -> dict:
         "strokes": strokes,
         "source": source,
         "owner": request.user,
-        # Only once the drawing is good: a rejected first request starts no visitor session.
-        "client_id": client_id_get(request, create=True),
+        # Not yet in the session: the view keeps it there once the drawing is accepted
+        # (client_id_keep), so a rejected first request starts no visitor session.
+        "client_id": client_id_for_write(request),
     }
 
 
