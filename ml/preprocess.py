@@ -142,27 +142,49 @@ def image_to_ink(image: Image.Image) -> np.ndarray:
         alpha = np.asarray(rgba.getchannel("A"))
         if alpha.min() < 250:  # really transparent somewhere: alpha carries the ink
             return _checked_ink(alpha)
-        gray = np.asarray(rgba.convert("L"), dtype=np.float32)
+        grey_image = rgba.convert("L")
     elif image.mode in _SIXTEEN_BIT_MODES:
         # 0..65535 to 0..255; "I" is how older Pillows open a 16-bit PNG.
+        grey_image = None
         gray = np.clip(np.asarray(image, dtype=np.float32) / 257.0, 0, 255)
     else:
-        gray = np.asarray(image.convert("L"), dtype=np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        grey_image = image if image.mode == "L" else image.convert("L")
+    if grey_image is not None:
+        gray = np.asarray(grey_image)
+    # 8-bit grey has 256 levels: its percentiles come from a histogram and its ink from a
+    # 256-entry table, the same figures as np.percentile and the arithmetic on every pixel,
+    # at a fraction of the cost (a 4-megapixel image: 99 ms before, most of a request's CPU).
+    levels = np.arange(256, dtype=np.float32) if grey_image is not None else gray
+    histogram = np.asarray(grey_image.histogram()) if grey_image is not None else None
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float32)
     paper = float(np.median(border))
     if paper >= 128:  # dark ink on light paper
-        strongest = float(np.percentile(gray, 0.5))
-        ink = (paper - gray) / max(paper - strongest, 1.0)
+        strongest = _percentile(gray, histogram, 0.5)
+        ink = (paper - levels) / max(paper - strongest, 1.0)
         contrast = paper - float(gray.min())
     else:  # light ink on a dark background (a screenshot, an inverted scan)
-        strongest = float(np.percentile(gray, 99.5))
-        ink = (gray - paper) / max(strongest - paper, 1.0)
+        strongest = _percentile(gray, histogram, 99.5)
+        ink = (levels - paper) / max(strongest - paper, 1.0)
         contrast = float(gray.max()) - paper
     if contrast < MIN_CONTRAST:
         raise BlankImageError("the image is blank: no ink stands out from the background")
     # Cut paper texture and uneven lighting, then stretch back to 0..1.
     ink = np.clip((ink - 0.25) / 0.75, 0.0, 1.0).astype(np.float32)
+    if histogram is not None:
+        ink = ink[gray]  # the table, looked up per pixel
     return _checked_ink(ink)
+
+
+def _percentile(gray: np.ndarray, histogram: np.ndarray | None, q: float) -> float:
+    """np.percentile(gray, q) (linear interpolation), from the histogram of 8-bit grey when given."""
+    if histogram is None:
+        return float(np.percentile(gray, q))
+    position = q / 100 * (gray.size - 1)
+    below = int(np.floor(position))
+    cumulative = np.cumsum(histogram)
+    # The values at sorted positions `below` and `below + 1`.
+    low, high = np.searchsorted(cumulative, [below + 1, min(below + 2, gray.size)])
+    return float(low + (position - below) * (high - low))
 
 
 def _checked_ink(ink: np.ndarray) -> np.ndarray:

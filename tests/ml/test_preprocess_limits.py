@@ -57,3 +57,29 @@ def test_16_bit_grey_is_scaled_to_8_bits_not_clipped():
     array[8:56, 28:36] = 32896  # 128 in 8 bits
     ink = preprocess.image_to_ink(preprocess.open_image(encoded(Image.fromarray(array), "PNG")))
     assert ink[32, 32] == pytest.approx(1.0) and ink[2, 2] == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 12345])
+@pytest.mark.parametrize("q", [0, 0.5, 50, 99.5, 100])
+def test_the_histogram_percentile_is_numpy_s(n, q):
+    grey = np.random.default_rng(n).integers(0, 256, size=(n, 1), dtype=np.uint8)
+    histogram = np.bincount(grey.ravel(), minlength=256)
+    assert preprocess._percentile(grey, histogram, q) == pytest.approx(float(np.percentile(grey.astype(np.float32), q)), abs=1e-4)
+
+
+def test_the_ink_of_opaque_8_bit_images_is_what_the_per_pixel_arithmetic_gave():
+    rng = np.random.default_rng(0)
+    for paper in (235, 30):
+        grey = np.clip(rng.normal(paper, 8, size=(90, 70)), 0, 255).astype(np.uint8)
+        grey[20:70, 30:40] = 255 - paper
+        ink = preprocess.image_to_ink(Image.fromarray(grey))
+        # The arithmetic image_to_ink did on every pixel before it used a 256-level table.
+        gray = grey.astype(np.float32)
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        level = float(np.median(border))
+        if level >= 128:
+            expected = (level - gray) / max(level - float(np.percentile(gray, 0.5)), 1.0)
+        else:
+            expected = (gray - level) / max(float(np.percentile(gray, 99.5)) - level, 1.0)
+        expected = np.clip((expected - 0.25) / 0.75, 0.0, 1.0).astype(np.float32)
+        np.testing.assert_array_equal(ink, expected)
