@@ -216,10 +216,11 @@ STORAGES = {
 }
 # Request size, in layers: RequestSizeLimitMiddleware answers 413 to any body whose
 # Content-Length is over REQUEST_MAX_BYTES before it is read: the base64 of the largest image
-# (ml.preprocess.MAX_BYTES, 10 MiB; JSON carries 4/3 of the bytes) plus room for the strokes.
-# Then the view refuses an image over 10 MiB from the upload's size or the base64 length,
-# and ml.preprocess refuses over 4096 px a side or 16 Mpx from the header, before decoding.
-REQUEST_MAX_BYTES = 10 * 1024 * 1024 * 4 // 3 + 1024 * 1024
+# (ml.preprocess.MAX_BYTES, 2 MiB; JSON carries 4/3 of the bytes) plus room for the strokes
+# (5,000 points, about 125 KB). Then the view refuses an image over 2 MiB from the upload's
+# size or the base64 length, and ml.preprocess refuses over 4096 px a side, or over 4 Mpx for
+# any format but JPEG (decoded at a reduced scale), from the header, before decoding.
+REQUEST_MAX_BYTES = 2 * 1024 * 1024 * 4 // 3 + 512 * 1024
 # Django's own limits: form fields and request.body (the same bound), uploaded files kept in
 # memory up to 2 MiB and spooled to a temporary file above, one file per request (the image),
 # and Django's default 1000 form fields (an admin bulk action on a full page sends one a row).
@@ -339,9 +340,11 @@ CACHES = {"default": cache_from_url(CACHE_URL)}
 SESSION_ENGINE = "recognition.sessions"
 # Requests per client (signed-in user, else the visitor's session, else the IP address) and per
 # IP address on the write endpoints; "off" disables one. Many people can share an IP (offices,
-# phone carriers), hence its higher limit.
+# phone carriers), hence its higher limit. The dearest write costs under 50 ms of CPU
+# (bench/abuse_cost.py): 240 a minute lets one address take at most a tenth of 2 cores
+# (4/s x 50 ms), and is still four people drawing as fast as the client limit allows.
 THROTTLE_WRITE_CLIENT = envrate("THROTTLE_WRITE_CLIENT", "60/min")
-THROTTLE_WRITE_IP = envrate("THROTTLE_WRITE_IP", "600/min")
+THROTTLE_WRITE_IP = envrate("THROTTLE_WRITE_IP", "240/min")
 # How many proxies in front of gunicorn append to X-Forwarded-For. 0: the header is ignored (a
 # client could write anything in it); 1 behind one reverse proxy, and so on.
 NUM_PROXIES = envint("NUM_PROXIES", "0")

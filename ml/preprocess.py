@@ -28,8 +28,11 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from ml.data import IMAGE_SIZE
 from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, MLInputError
 
-# Limits, checked from the file header before any pixel is decoded.
-MAX_BYTES = 10 * 1024 * 1024
+# Limits, checked from the file header before any pixel is decoded. Bytes cost CPU before
+# anything can refuse them (base64, JSON, zlib: about 25 ms a MiB), so the byte limit is what
+# keeps the dearest request under 50 ms (bench/abuse_cost.py). A canvas export is 5-30 KB,
+# a phone photo of a character at 2 megapixels well under 1 MiB.
+MAX_BYTES = 2 * 1024 * 1024
 MAX_SIDE = 4096
 # The most pixels decoded: 2048x2048. A character needs far fewer (the canvas is 280x280, and
 # every input ends up 96 px tall before 28x28), and decoding is the cost of a request: a

@@ -33,6 +33,12 @@ _MAGIC = (
 # What clients send for "a file, type unknown": curl -F without ;type=, Python's requests.
 _UNTYPED = frozenset({"", "application/octet-stream"})
 
+# Points in all the strokes of one drawing. A word of eight characters drawn on the page is
+# about 700 points (pointer events at 60 Hz); splitting a word by its strokes costs about
+# 10 ms a thousand points (bench/abuse_cost.py), so 5,000 keeps the dearest word under 50 ms.
+# Stricter than services.submissions.MAX_STROKE_POINTS (20,000), which any caller must pass.
+MAX_STROKE_POINTS = 5_000
+
 # Stroke coordinates are the image's pixels (or a canvas's CSS pixels, a fraction of them): a
 # pen may wander off the canvas's edge while drawing, but not by more than a canvas.
 STROKE_COORDINATE_RANGE = (-MAX_SIDE, 2 * MAX_SIDE)
@@ -132,7 +138,7 @@ def strokes_check(strokes) -> None:
     """
     if strokes is None:
         return
-    max_strokes, max_points = services.submissions.MAX_STROKES, services.submissions.MAX_STROKE_POINTS
+    max_strokes, max_points = services.submissions.MAX_STROKES, MAX_STROKE_POINTS
     if not isinstance(strokes, list) or len(strokes) > max_strokes:
         raise InvalidStrokes(f"strokes must be a list of at most {max_strokes} strokes.")
     if not all(isinstance(stroke, list) for stroke in strokes):

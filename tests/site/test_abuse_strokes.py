@@ -7,6 +7,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from recognition.api.inputs import MAX_STROKE_POINTS
 from recognition.api.parsers import MAX_CONTAINERS, MAX_DEPTH, json_depth
 from recognition.models import Submission, Word
 from tests.site.conftest import canvas_png
@@ -77,20 +78,32 @@ def test_a_point_out_of_range_or_of_the_wrong_shape_is_a_400(anon, point):
     assert_refused(response, "invalid_strokes")
 
 
-def test_a_million_stroke_points_are_refused_before_they_are_parsed(anon):
+def test_a_million_stroke_points_are_refused_from_the_body_size(anon):
     strokes = "[[" + ",".join(["[1,2,3]"] * 1_000_000) + "]]"
+    response = anon.generic("POST", ENDPOINTS[0], json_body(strokes), content_type="application/json")
+    assert response.status_code == 413 and response.json()["code"] == "request_too_large"
+
+
+def test_300000_points_under_the_body_limit_are_refused_before_they_are_parsed(anon):
+    strokes = "[[" + ",".join(["[1,2]"] * 300_000) + "]]"
     response = anon.generic("POST", ENDPOINTS[0], json_body(strokes), content_type="application/json")
     assert_refused(response, "json_too_complex")
     assert str(MAX_CONTAINERS) in response.json()["detail"]
 
 
-def test_more_points_than_the_cap_in_few_brackets_are_still_counted(anon):
-    # Under the parser's bracket count only if the points were not arrays; the strokes check
-    # counts points itself, so a body just over the cap is refused by it by name.
-    strokes = [[[1, 2, 3]] * 10_001, [[1, 2, 3]] * 10_000]
+def test_one_point_over_the_cap_is_refused_by_name(anon):
+    # Under the parser's bracket limit: the strokes check counts the points itself.
+    strokes = [[[1, 2, 3]] * (MAX_STROKE_POINTS // 2 + 1), [[1, 2, 3]] * (MAX_STROKE_POINTS // 2)]
+    assert json.dumps(strokes).count("[") < MAX_CONTAINERS
     response = anon.generic("POST", ENDPOINTS[0], json_body(json.dumps(strokes)), content_type="application/json")
     assert_refused(response, "invalid_strokes")
-    assert "20000 points" in response.json()["detail"]
+    assert f"{MAX_STROKE_POINTS} points" in response.json()["detail"]
+
+
+def test_points_at_the_cap_are_accepted(anon):
+    strokes = [[[1, 2, 3]] * (MAX_STROKE_POINTS // 2), [[140, 140, 3]] * (MAX_STROKE_POINTS // 2)]
+    response = anon.generic("POST", ENDPOINTS[0], json_body(json.dumps(strokes)), content_type="application/json")
+    assert response.status_code in (201, 202), response.content
 
 
 def test_nan_and_infinity_are_not_json(anon):
