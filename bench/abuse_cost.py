@@ -39,8 +39,8 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from ml.preprocess import MAX_BYTES, MAX_PIXELS, MAX_SIDE  # noqa: E402
-from recognition.api.parsers import MAX_CONTAINERS  # noqa: E402
 from recognition.api.inputs import MAX_STROKE_POINTS  # noqa: E402
+from recognition.api.parsers import MAX_CONTAINERS  # noqa: E402
 
 TARGET_MS = 50
 SUBMISSIONS = "/api/v1/submissions"
