@@ -216,16 +216,16 @@ STORAGES = {
 }
 # Request size, in layers: RequestSizeLimitMiddleware answers 413 to any body whose
 # Content-Length is over REQUEST_MAX_BYTES before it is read: the base64 of the largest image
-# (ml.preprocess.MAX_BYTES, 2 MiB; JSON carries 4/3 of the bytes) plus room for the strokes
-# (5,000 points, about 125 KB). Then the view refuses an image over 2 MiB from the upload's
+# (ml.preprocess.MAX_BYTES, 1.5 MiB; JSON carries 4/3 of the bytes) plus room for the strokes
+# (4,000 points, about 100 KB). Then the view refuses an image over 1.5 MiB from the upload's
 # size or the base64 length, and ml.preprocess refuses over 4096 px a side, or over 4 Mpx for
 # any format but JPEG (decoded at a reduced scale), from the header, before decoding.
-REQUEST_MAX_BYTES = 2 * 1024 * 1024 * 4 // 3 + 512 * 1024
+REQUEST_MAX_BYTES = 1536 * 1024 * 4 // 3 + 512 * 1024
 # Django's own limits: form fields and request.body (the same bound), uploaded files kept in
-# memory up to 2 MiB and spooled to a temporary file above, one file per request (the image),
+# memory up to the image limit and spooled to a temporary file above, one file per request (the image),
 # and Django's default 1000 form fields (an admin bulk action on a full page sends one a row).
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1536 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 1
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 

@@ -29,16 +29,19 @@ from ml.data import IMAGE_SIZE
 from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, MLInputError
 
 # Limits, checked from the file header before any pixel is decoded. Bytes cost CPU before
-# anything can refuse them (base64, JSON, zlib: about 25 ms a MiB), so the byte limit is what
-# keeps the dearest request under 50 ms (bench/abuse_cost.py). A canvas export is 5-30 KB,
-# a phone photo of a character at 2 megapixels well under 1 MiB.
-MAX_BYTES = 2 * 1024 * 1024
+# anything can refuse them (base64, JSON, zlib, a JPEG's entropy coding: 15-25 ms a MiB), so
+# the byte limit is what keeps the dearest request under 50 ms (bench/abuse_cost.py). A canvas
+# export is 5-30 KB, a phone photo of a character at 2 megapixels well under 1 MiB.
+MAX_BYTES = 1536 * 1024
 MAX_SIDE = 4096
 # The most pixels decoded: 2048x2048. A character needs far fewer (the canvas is 280x280, and
 # every input ends up 96 px tall before 28x28), and decoding is the cost of a request: a
-# 4000x4000 PNG of 24 KiB took 0.55 s of CPU. A JPEG over it is decoded at 1/2, 1/4 or 1/8
-# scale (its DCT allows that almost for free); any other format over it is refused.
+# 4000x4000 PNG of 24 KiB took 0.55 s of CPU. Any format but JPEG over it is refused.
 MAX_PIXELS = 2048 * 2048
+# A JPEG over this is decoded at 1/2, 1/4 or 1/8 scale, the largest at most this size (its DCT
+# allows that almost for free): a 4096x4096 photo decoded at 2048x2048 cost 78 ms, at
+# 1024x1024 a fraction, and a character in a photo needs no more.
+JPEG_DECODE_PIXELS = 1024 * 1024
 # What the API documents, identified from the bytes (never from a declared type). Pillow
 # would otherwise open some 40 formats: TIFF and ICO among them, and EPS through Ghostscript.
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
@@ -87,7 +90,7 @@ def image_bytes_to_emnist(data: bytes) -> np.ndarray:
 
 def open_image(data: bytes) -> Image.Image:
     """Open and fully decode image bytes of ``FORMATS``, enforcing the size limits first; a
-    JPEG over ``MAX_PIXELS`` is decoded at the largest scale under it."""
+    JPEG over ``JPEG_DECODE_PIXELS`` is decoded at the largest scale under that."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidImageError(f"expected image bytes, got {type(data).__name__}")
     if len(data) == 0:
@@ -103,12 +106,12 @@ def open_image(data: bytes) -> Image.Image:
                 raise ImageTooLargeError(f"image is too large: {width}x{height}; the limit is {MAX_SIDE} px a side")
             if width < 1 or height < 1:
                 raise InvalidImageError("image has no pixels")
-            if width * height > MAX_PIXELS:
-                if image.format != "JPEG":
-                    raise ImageTooLargeError(
-                        f"image is too large: {width}x{height}; the limit is {MAX_PIXELS} pixels ({MAX_PIXELS // 1_000_000} megapixels)"
-                    )
-                _draft_under_limit(image)
+            if image.format == "JPEG" and width * height > JPEG_DECODE_PIXELS:
+                _draft_under_limit(image, JPEG_DECODE_PIXELS)
+            elif width * height > MAX_PIXELS:
+                raise ImageTooLargeError(
+                    f"image is too large: {width}x{height}; the limit is {MAX_PIXELS} pixels ({MAX_PIXELS // 1_000_000} megapixels)"
+                )
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # phone photos carry their rotation in EXIF
             return image
@@ -122,11 +125,12 @@ def open_image(data: bytes) -> Image.Image:
         raise InvalidImageError(f"image could not be decoded ({exc})") from exc
 
 
-def _draft_under_limit(image: Image.Image) -> None:
-    """Have a JPEG decode at 1/2, 1/4 or 1/8 scale, the largest with at most MAX_PIXELS."""
+def _draft_under_limit(image: Image.Image, pixels: int) -> None:
+    """Have a JPEG decode at 1/2, 1/4 or 1/8 scale, the largest with at most ``pixels``
+    (1/8 at most: a 4096x4096 JPEG is then 512x512)."""
     width, height = image.size
     for factor in (2, 4, 8):
-        if -(-width // factor) * -(-height // factor) <= MAX_PIXELS:
+        if -(-width // factor) * -(-height // factor) <= pixels:
             break
     # draft() picks the largest DCT scale whose result is at least the size asked for.
     image.draft(image.mode, (width // factor, height // factor))

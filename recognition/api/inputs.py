@@ -35,9 +35,9 @@ _UNTYPED = frozenset({"", "application/octet-stream"})
 
 # Points in all the strokes of one drawing. A word of eight characters drawn on the page is
 # about 700 points (pointer events at 60 Hz); splitting a word by its strokes costs about
-# 10 ms a thousand points (bench/abuse_cost.py), so 5,000 keeps the dearest word under 50 ms.
+# 10 ms a thousand points (bench/abuse_cost.py), so 4,000 keeps the dearest word under 50 ms.
 # Stricter than services.submissions.MAX_STROKE_POINTS (20,000), which any caller must pass.
-MAX_STROKE_POINTS = 5_000
+MAX_STROKE_POINTS = 4_000
 
 # Stroke coordinates are the image's pixels (or a canvas's CSS pixels, a fraction of them): a
 # pen may wander off the canvas's edge while drawing, but not by more than a canvas.

@@ -1,7 +1,7 @@
 """JSON in, with its cost bounded before it is parsed: the API's JSON parser, and the same
 rules for the JSON text of a multipart ``strokes`` field.
 
-A body may be up to settings.REQUEST_MAX_BYTES (a 2 MiB image in base64), which is cheap
+A body may be up to settings.REQUEST_MAX_BYTES (a 1.5 MiB image in base64), which is cheap
 as one string but not as a million small arrays: json.loads builds every one of them, and
 the checks after it walk them again (seconds of CPU for a 7 MiB body of stroke points).
 Every array and object starts with a bracket, so counting brackets in the raw bytes (a C
@@ -16,9 +16,9 @@ from rest_framework.utils import json
 # Depth of the deepest body the API takes: {"strokes": [[[x, y, t], ...], ...]} is 4.
 MAX_DEPTH = 8
 # Arrays and objects in one body: a point is an array, so this is the stroke-point cap
-# (recognition.api.inputs.MAX_STROKE_POINTS, 5,000) plus one array per stroke (at most 500)
+# (recognition.api.inputs.MAX_STROKE_POINTS, 4,000) plus one array per stroke (at most 500)
 # and a little room.
-MAX_CONTAINERS = 6_000
+MAX_CONTAINERS = 5_000
 
 
 class JsonTooComplex(ParseError):

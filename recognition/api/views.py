@@ -88,7 +88,7 @@ class SubmissionCollectionApi(APIView):
         responses=_created_responses(
             SubmissionOutputSerializer,
             invalid="Not an image, blank, malformed base64 or strokes.",
-            too_large="Body over the request limit, image over 2 MiB, over 4096 px a side, or over 4 megapixels (not a JPEG).",
+            too_large="Body over the request limit, image over 1.5 MiB, over 4096 px a side, or over 4 megapixels (not a JPEG).",
         ),
     )
     def post(self, request):
@@ -155,7 +155,7 @@ class WordCollectionApi(APIView):
         responses=_created_responses(
             WordOutputSerializer,
             invalid="Not an image, blank, malformed base64 or strokes, more than 32 characters.",
-            too_large="Body over the request limit, image over 2 MiB, over 4096 px a side, or over 4 megapixels (not a JPEG).",
+            too_large="Body over the request limit, image over 1.5 MiB, over 4096 px a side, or over 4 megapixels (not a JPEG).",
         ),
         description=(
             "A drawing of several characters in a row. It is split into characters by its strokes "

@@ -22,18 +22,22 @@ def photo(width: int, height: int) -> Image.Image:
     return image
 
 
-def test_a_large_jpeg_is_decoded_at_a_reduced_scale_under_the_pixel_limit():
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_under_the_jpeg_limit():
     data = encoded(photo(4000, 3000), "JPEG", quality=80)
     image = preprocess.open_image(data)
-    assert image.size == (2000, 1500)
-    assert image.size[0] * image.size[1] <= preprocess.MAX_PIXELS
+    assert image.size == (1000, 750)  # 1/2 would be 3 megapixels
+    assert image.size[0] * image.size[1] <= preprocess.JPEG_DECODE_PIXELS
     assert preprocess.image_bytes_to_emnist(data).max() == 255
 
 
 def test_a_jpeg_at_the_side_limit_is_reduced_by_as_little_as_fits():
     side = preprocess.MAX_SIDE
     image = preprocess.open_image(encoded(photo(side, side), "JPEG", quality=50))
-    assert image.size == (side // 2, side // 2)
+    assert image.size == (side // 4, side // 4)
+
+
+def test_a_jpeg_under_the_jpeg_limit_is_decoded_in_full():
+    assert preprocess.open_image(encoded(photo(1024, 1024), "JPEG")).size == (1024, 1024)
 
 
 def test_a_png_over_the_pixel_limit_is_refused_from_its_header():
