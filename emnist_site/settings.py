@@ -127,15 +127,16 @@ STORAGES = {
 }
 # Request size, in layers: RequestSizeLimitMiddleware answers 413 to any body whose
 # Content-Length is over REQUEST_MAX_BYTES before it is read: the base64 of the largest image
-# (ml.preprocess.MAX_BYTES, 10 MiB; JSON carries 4/3 of the bytes) plus room for the strokes.
-# Then the view refuses an image over 10 MiB from the upload's size or the base64 length,
-# and ml.preprocess refuses over 4096 px a side or 16 Mpx from the header, before decoding.
-REQUEST_MAX_BYTES = 10 * 1024 * 1024 * 4 // 3 + 1024 * 1024
+# (ml.preprocess.MAX_BYTES, 1.5 MiB; JSON carries 4/3 of the bytes) plus room for the strokes
+# (4,000 points, about 100 KB). Then the view refuses an image over 1.5 MiB from the upload's
+# size or the base64 length, and ml.preprocess refuses over 4096 px a side, or over 4 Mpx for
+# any format but JPEG (decoded at a reduced scale), from the header, before decoding.
+REQUEST_MAX_BYTES = 1536 * 1024 * 4 // 3 + 512 * 1024
 # Django's own limits: form fields and request.body (the same bound), uploaded files kept in
-# memory up to 2 MiB and spooled to a temporary file above, one file per request (the image),
+# memory up to the image limit and spooled to a temporary file above, one file per request (the image),
 # and Django's default 1000 form fields (an admin bulk action on a full page sends one a row).
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1536 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 1
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
@@ -264,9 +265,11 @@ CACHES = {"default": cache_from_url(CACHE_URL)}
 SESSION_ENGINE = "recognition.sessions"
 # Requests per client (signed-in user, else the visitor's session, else the IP address) and per
 # IP address on the write endpoints; "off" disables one. Many people can share an IP (offices,
-# phone carriers), hence its higher limit.
+# phone carriers), hence its higher limit. The dearest write costs under 50 ms of CPU
+# (bench/abuse_cost.py): 240 a minute lets one address take at most a tenth of 2 cores
+# (4/s x 50 ms), and is still four people drawing as fast as the client limit allows.
 THROTTLE_WRITE_CLIENT = rate("THROTTLE_WRITE_CLIENT", "60/min")
-THROTTLE_WRITE_IP = rate("THROTTLE_WRITE_IP", "600/min")
+THROTTLE_WRITE_IP = rate("THROTTLE_WRITE_IP", "240/min")
 # How many proxies in front of gunicorn append to X-Forwarded-For. 0: the header is ignored (a
 # client could write anything in it); 1 behind one reverse proxy, and so on.
 NUM_PROXIES = read("int", "NUM_PROXIES", 0, minimum=0)
@@ -286,6 +289,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "recognition.schema.AutoSchema",
     "EXCEPTION_HANDLER": "recognition.api.errors.exception_handler",
+    # DRF's three, with JSON's size and nesting bounded before it is parsed (a deep body is a
+    # RecursionError, a 500, with DRF's own JSONParser).
+    "DEFAULT_PARSER_CLASSES": [
+        "recognition.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Write endpoints opt in with `throttle_classes = throttles.WRITE` (recognition/throttles.py).
     "DEFAULT_THROTTLE_CLASSES": [],
     "NUM_PROXIES": NUM_PROXIES,

@@ -9,3 +9,5 @@ urlpatterns = [
 
 # JSON for API clients (and 503 for a database outage) instead of Django's HTML 500 page.
 handler500 = "recognition.api.errors.server_error"
+handler404 = "recognition.api.errors.not_found"
+handler400 = "recognition.api.errors.bad_request"

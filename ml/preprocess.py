@@ -30,10 +30,25 @@ from ml.data import IMAGE_SIZE
 from ml.errors import BlankImageError, ImageTooLargeError, InvalidImageError, MLInputError
 from ml.morphology import morph_array, stroke_width
 
-# Limits, checked from the file header before any pixel is decoded.
-MAX_BYTES = 10 * 1024 * 1024
+# Limits, checked from the file header before any pixel is decoded. Bytes cost CPU before
+# anything can refuse them (base64, JSON, zlib, a JPEG's entropy coding: 15-25 ms a MiB), so
+# the byte limit is what keeps the dearest request under 50 ms (bench/abuse_cost.py). A canvas
+# export is 5-30 KB, a phone photo of a character at 2 megapixels well under 1 MiB.
+MAX_BYTES = 1536 * 1024
 MAX_SIDE = 4096
-MAX_PIXELS = 16_000_000
+# The most pixels decoded: 2048x2048. A character needs far fewer (the canvas is 280x280, and
+# every input ends up 96 px tall before 28x28), and decoding is the cost of a request: a
+# 4000x4000 PNG of 24 KiB took 0.55 s of CPU. Any format but JPEG over it is refused.
+MAX_PIXELS = 2048 * 2048
+# A JPEG over this is decoded at 1/2, 1/4 or 1/8 scale, the largest at most this size (its DCT
+# allows that almost for free): a 4096x4096 photo decoded at 2048x2048 cost 78 ms, at
+# 1024x1024 a fraction, and a character in a photo needs no more.
+JPEG_DECODE_PIXELS = 1024 * 1024
+# What the API documents, identified from the bytes (never from a declared type). Pillow
+# would otherwise open some 40 formats: TIFF and ICO among them, and EPS through Ghostscript.
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
+# 16-bit greyscale (PNG): Pillow's convert("L") clips these at 255 instead of scaling them.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 # Share of the 28 px frame that the ink's longer side spans in EMNIST: measured on the
 # validation split, the longer side of pixels > 0 is 24-26 px (median 26), of which the
@@ -60,7 +75,7 @@ def image_bytes_to_emnist(data: bytes) -> np.ndarray:
     """Decode an image file and turn it into the model's input.
 
     Args:
-        data: the bytes of a PNG, JPEG, WebP, GIF or BMP file. A canvas export (alpha
+        data: the bytes of a PNG, JPEG, WebP, GIF or BMP file (``FORMATS``). A canvas export (alpha
             channel with transparent background) uses alpha as ink; an opaque image is
             read as ink on paper of either polarity.
 
@@ -68,15 +83,16 @@ def image_bytes_to_emnist(data: bytes) -> np.ndarray:
         uint8 (28, 28) in EMNIST orientation (``arr.T`` is upright), ink high.
 
     Raises:
-        InvalidImageError: not bytes, not an image, or a truncated file.
-        ImageTooLargeError: over ``MAX_BYTES``, ``MAX_SIDE`` or ``MAX_PIXELS``.
+        InvalidImageError: not bytes, not an image of ``FORMATS``, or a truncated file.
+        ImageTooLargeError: over ``MAX_BYTES``, ``MAX_SIDE``, or ``MAX_PIXELS`` (not a JPEG).
         BlankImageError: nothing drawn.
     """
     return ink_to_emnist(image_to_ink(open_image(data)))
 
 
 def open_image(data: bytes) -> Image.Image:
-    """Open and fully decode image bytes, enforcing the size limits first."""
+    """Open and fully decode image bytes of ``FORMATS``, enforcing the size limits first; a
+    JPEG over ``JPEG_DECODE_PIXELS`` is decoded at the largest scale under that."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidImageError(f"expected image bytes, got {type(data).__name__}")
     if len(data) == 0:
@@ -86,14 +102,18 @@ def open_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size  # from the header: nothing decoded yet
-            if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-                raise ImageTooLargeError(
-                    f"image is too large: {width}x{height}; the limit is {MAX_SIDE} px a side and {MAX_PIXELS} pixels"
-                )
+            if width > MAX_SIDE or height > MAX_SIDE:
+                raise ImageTooLargeError(f"image is too large: {width}x{height}; the limit is {MAX_SIDE} px a side")
             if width < 1 or height < 1:
                 raise InvalidImageError("image has no pixels")
+            if image.format == "JPEG" and width * height > JPEG_DECODE_PIXELS:
+                _draft_under_limit(image, JPEG_DECODE_PIXELS)
+            elif width * height > MAX_PIXELS:
+                raise ImageTooLargeError(
+                    f"image is too large: {width}x{height}; the limit is {MAX_PIXELS} pixels ({MAX_PIXELS // 1_000_000} megapixels)"
+                )
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # phone photos carry their rotation in EXIF
             return image
@@ -102,7 +122,7 @@ def open_image(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image is too large to decode safely ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError("not a recognised image format") from exc
+        raise InvalidImageError(f"not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"image could not be decoded ({exc})") from exc
 
@@ -128,6 +148,17 @@ def ink_to_png(ink: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _draft_under_limit(image: Image.Image, pixels: int) -> None:
+    """Have a JPEG decode at 1/2, 1/4 or 1/8 scale, the largest with at most ``pixels``
+    (1/8 at most: a 4096x4096 JPEG is then 512x512)."""
+    width, height = image.size
+    for factor in (2, 4, 8):
+        if -(-width // factor) * -(-height // factor) <= pixels:
+            break
+    # draft() picks the largest DCT scale whose result is at least the size asked for.
+    image.draft(image.mode, (width // factor, height // factor))
+
+
 def image_to_ink(image: Image.Image) -> np.ndarray:
     """Ink map of a decoded image: (H, W), upright, background 0: uint8 0..255 from alpha, else float32 0..1.
 
@@ -141,24 +172,49 @@ def image_to_ink(image: Image.Image) -> np.ndarray:
         alpha = np.asarray(rgba.getchannel("A"))
         if alpha.min() < 250:  # really transparent somewhere: alpha carries the ink
             return _checked_ink(alpha)
-        gray = np.asarray(rgba.convert("L"), dtype=np.float32)
+        grey_image = rgba.convert("L")
+    elif image.mode in _SIXTEEN_BIT_MODES:
+        # 0..65535 to 0..255; "I" is how older Pillows open a 16-bit PNG.
+        grey_image = None
+        gray = np.clip(np.asarray(image, dtype=np.float32) / 257.0, 0, 255)
     else:
-        gray = np.asarray(image.convert("L"), dtype=np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        grey_image = image if image.mode == "L" else image.convert("L")
+    if grey_image is not None:
+        gray = np.asarray(grey_image)
+    # 8-bit grey has 256 levels: its percentiles come from a histogram and its ink from a
+    # 256-entry table, the same figures as np.percentile and the arithmetic on every pixel,
+    # at a fraction of the cost (a 4-megapixel image: 99 ms before, most of a request's CPU).
+    levels = np.arange(256, dtype=np.float32) if grey_image is not None else gray
+    histogram = np.asarray(grey_image.histogram()) if grey_image is not None else None
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float32)
     paper = float(np.median(border))
     if paper >= 128:  # dark ink on light paper
-        strongest = float(np.percentile(gray, 0.5))
-        ink = (paper - gray) / max(paper - strongest, 1.0)
+        strongest = _percentile(gray, histogram, 0.5)
+        ink = (paper - levels) / max(paper - strongest, 1.0)
         contrast = paper - float(gray.min())
     else:  # light ink on a dark background (a screenshot, an inverted scan)
-        strongest = float(np.percentile(gray, 99.5))
-        ink = (gray - paper) / max(strongest - paper, 1.0)
+        strongest = _percentile(gray, histogram, 99.5)
+        ink = (levels - paper) / max(strongest - paper, 1.0)
         contrast = float(gray.max()) - paper
     if contrast < MIN_CONTRAST:
         raise BlankImageError("the image is blank: no ink stands out from the background")
     # Cut paper texture and uneven lighting, then stretch back to 0..1.
     ink = np.clip((ink - 0.25) / 0.75, 0.0, 1.0).astype(np.float32)
+    if histogram is not None:
+        ink = ink[gray]  # the table, looked up per pixel
     return _checked_ink(ink)
+
+
+def _percentile(gray: np.ndarray, histogram: np.ndarray | None, q: float) -> float:
+    """np.percentile(gray, q) (linear interpolation), from the histogram of 8-bit grey when given."""
+    if histogram is None:
+        return float(np.percentile(gray, q))
+    position = q / 100 * (gray.size - 1)
+    below = int(np.floor(position))
+    cumulative = np.cumsum(histogram)
+    # The values at sorted positions `below` and `below + 1`.
+    low, high = np.searchsorted(cumulative, [below + 1, min(below + 2, gray.size)])
+    return float(low + (position - below) * (high - low))
 
 
 def _checked_ink(ink: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import AllowAny
 
+from recognition.api.parsers import MAX_CONTAINERS, MAX_DEPTH
 from recognition.throttles import WriteThrottle
 
 
@@ -48,8 +49,15 @@ class AutoSchema(SpectacularAutoSchema):
         view = self.view
         unsafe = self.method not in ("GET", "HEAD", "OPTIONS")
         errors = {}
+        # Django refuses a Host header outside ALLOWED_HOSTS before any view (handler400).
+        bad_host = "a Host header this site does not serve"
         if unsafe:
-            errors["400"] = error("Malformed request body or invalid fields.")
+            errors["400"] = error(
+                f"Malformed request body, JSON nested deeper than {MAX_DEPTH} levels or with more than "
+                f"{MAX_CONTAINERS} arrays and objects (code json_too_complex), invalid fields, or {bad_host}."
+            )
+        else:
+            errors["400"] = error(bad_host[0].upper() + bad_host[1:] + ".")
         if any(issubclass(a, TokenAuthentication) for a in view.authentication_classes):
             errors["401"] = error("The Authorization token is invalid.")
         restricted = any(not issubclass(p, AllowAny) for p in view.permission_classes)

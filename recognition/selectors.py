@@ -5,7 +5,14 @@ import uuid
 from django.db.models import Count, Model, Prefetch, QuerySet
 
 from recognition.errors import NotFound
-from recognition.models import Correction, ModelVersion, SiteConfiguration, Submission, Word
+from recognition.models import (
+    Correction,
+    ModelVersion,
+    SiteConfiguration,
+    Submission,
+    Word,
+)
+from recognition.permissions import VIEW_SUBMISSIONS, VIEW_WORDS, staff_has_perm
 
 
 def site_configuration_get() -> SiteConfiguration:
@@ -31,10 +38,11 @@ def model_version_list() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("parent").order_by("-created_at")
 
 
-def _visible(qs: QuerySet, *, user, client_id: str) -> QuerySet:
-    """Staff see everything, a signed-in user their own, an anonymous visitor their session's."""
+def _visible(qs: QuerySet, *, user, client_id: str, permission: str) -> QuerySet:
+    """Staff who hold ``permission`` (the admin's view permission) see everything, a signed-in
+    user their own, an anonymous visitor their session's."""
     if user is not None and user.is_authenticated:
-        return qs if user.is_staff else qs.filter(owner=user)
+        return qs if staff_has_perm(user, permission) else qs.filter(owner=user)
     if not client_id:
         return qs.none()
     return qs.filter(owner__isnull=True, client_id=client_id)
@@ -53,7 +61,7 @@ def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
     # Responses carry model_version_id, never the version's row (its metrics are ~18 KB of
     # JSON), nor the drawing itself: neither is read here.
     qs = Submission.objects.defer("image", "strokes").prefetch_related("corrections")
-    return _visible(qs, user=user, client_id=client_id)
+    return _visible(qs, user=user, client_id=client_id, permission=VIEW_SUBMISSIONS)
 
 
 def submission_get_visible(*, submission_id, user, client_id: str) -> Submission:
@@ -87,7 +95,7 @@ def submission_count_predicted() -> int:
 def word_list_visible(*, user, client_id: str) -> QuerySet[Word]:
     characters = Submission.objects.select_related("model_version").prefetch_related("corrections").order_by("position")
     qs = Word.objects.prefetch_related(Prefetch("characters", queryset=characters))
-    return _visible(qs, user=user, client_id=client_id)
+    return _visible(qs, user=user, client_id=client_id, permission=VIEW_WORDS)
 
 
 def word_get_visible(*, word_id, user, client_id: str) -> Word:

@@ -1,20 +1,27 @@
 """One error body for the whole API: ``{"detail", "code"}``, plus ``errors`` on a validation error.
 
-``exception_handler`` is DRF's EXCEPTION_HANDLER (settings); ``server_error`` is Django's
-handler500 (emnist_site/urls.py), for what fails outside a DRF view.
+``exception_handler`` is DRF's EXCEPTION_HANDLER (settings); ``server_error``, ``not_found``
+and ``bad_request`` are Django's handler500/404/400 (emnist_site/urls.py), for what fails
+outside a DRF view: a path no view answers, a Host header not in ALLOWED_HOSTS.
+``JsonErrorsMixin`` keeps the errors of a view that renders something else (the YAML schema)
+in JSON.
 """
 
 import sys
 
 from django.core.exceptions import (
+    DisallowedHost,
     RequestDataTooBig,
     TooManyFieldsSent,
     TooManyFilesSent,
 )
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+from django.views.defaults import bad_request as html_bad_request
+from django.views.defaults import page_not_found as html_page_not_found
 from django.views.defaults import server_error as html_server_error
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -75,3 +82,38 @@ def server_error(request, *args, **kwargs):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
     return html_server_error(request)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """handler404: an unknown path under /api/ is a JSON 404, as a missing row is."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return html_page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """handler400: what Django refuses before any view (a Host not in ALLOWED_HOSTS, a
+    malformed multipart body) is a JSON 400 under /api/."""
+    if _is_api(request):
+        detail = "Bad request."
+        if isinstance(exception, DisallowedHost):
+            # Django's message names the Host sent and how to allow it: for the operator's log.
+            detail = "The Host header does not name this site."
+        return JsonResponse({"detail": detail, "code": "bad_request"}, status=400)
+    return html_bad_request(request, exception)
+
+
+class JsonErrorsMixin:
+    """Render this view's errors as JSON whatever its renderers: content negotiation picked
+    them for the success body (YAML, say), and a client that sent the wrong method or an
+    unsupported ``format`` should still be able to read why."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response

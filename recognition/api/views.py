@@ -13,15 +13,18 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
 )
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
-from rest_framework.parsers import JSONParser, MultiPartParser
-from rest_framework.permissions import IsAdminUser
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recognition import exports, selectors, services, throttles
+from recognition.api.errors import JsonErrorsMixin
 from recognition.api.inputs import drawing_from_request
 from recognition.api.pagination import paginated_list, paginated_list_schema
+from recognition.api.parsers import BoundedJSONParser
 from recognition.api.serializers import (
     DRAWING_REQUEST,
     EXAMPLE_PNG_BASE64,
@@ -36,9 +39,10 @@ from recognition.api.serializers import (
 )
 from recognition.api.waiting import submission_wait_predicted, word_wait_predicted
 from recognition.errors import RecognitionError
-from recognition.identity import client_id_get
+from recognition.identity import client_id_get, client_id_keep
 from recognition.labels import labels, lookalike_groups, lookalike_pairs
 from recognition.models import Submission, Word
+from recognition.permissions import ADD_CORRECTIONS, CanViewCorrections, staff_has_perm
 from recognition.services.health import health_check
 
 
@@ -63,7 +67,7 @@ def _created_responses(serializer, *, invalid: str, too_large: str) -> dict:
 class SubmissionCollectionApi(APIView):
     """/api/v1/submissions: GET lists yours (paginated), POST creates one."""
 
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, BoundedJSONParser]
     throttle_classes = throttles.WRITE
 
     @paginated_list_schema(operation_id="submissions_list", name="PaginatedSubmissionList", item_serializer=SubmissionOutputSerializer)
@@ -84,11 +88,13 @@ class SubmissionCollectionApi(APIView):
         responses=_created_responses(
             SubmissionOutputSerializer,
             invalid="Not an image, blank, malformed base64 or strokes.",
-            too_large="Body over the request limit, image over 10 MiB, over 4096 px a side or over 16 megapixels.",
+            too_large="Body over the request limit, image over 1.5 MiB, over 4096 px a side, or over 4 megapixels (not a JPEG).",
         ),
     )
     def post(self, request):
-        submission = services.submission_create(**drawing_from_request(request))
+        drawing = drawing_from_request(request)
+        submission = services.submission_create(**drawing)
+        client_id_keep(request, drawing["client_id"])
         submission = submission_wait_predicted(submission, seconds=settings.SUBMISSION_WAIT_SECONDS)
         data = SubmissionOutputSerializer(submission, context={"new": True}).data
         return _created(data, pending=submission.status == Submission.Status.PENDING)
@@ -108,7 +114,12 @@ class SubmissionCorrectionApi(APIView):
 
     @extend_schema(
         request=CorrectionInputSerializer,
-        responses={201: CorrectionOutputSerializer, 400: OpenApiResponse(description="Unknown label."), 404: OpenApiResponse(description="Not yours or not there.")},
+        responses={
+            201: CorrectionOutputSerializer,
+            400: OpenApiResponse(description="Unknown label."),
+            403: OpenApiResponse(description="Someone else's submission, seen by staff without the add correction permission; or a CSRF failure."),
+            404: OpenApiResponse(description="Not yours or not there."),
+        },
     )
     def post(self, request, submission_id):
         serializer = CorrectionInputSerializer(data=request.data)
@@ -116,14 +127,22 @@ class SubmissionCorrectionApi(APIView):
         submission = selectors.submission_get_visible(
             submission_id=submission_id, user=request.user, client_id=client_id_get(request)
         )
+        if _is_someone_elses(submission, request.user) and not staff_has_perm(request.user, ADD_CORRECTIONS):
+            # Seen by a staff member who may view submissions, but not one who may correct them.
+            raise PermissionDenied("Correcting someone else's submission needs the add correction permission.")
         correction = services.correction_create(submission=submission, label=serializer.validated_data["label"])
         return Response(CorrectionOutputSerializer(correction).data, status=status.HTTP_201_CREATED)
+
+
+def _is_someone_elses(submission: Submission, user) -> bool:
+    """A signed-in user's row that is not theirs (a visitor sees only their own rows)."""
+    return user is not None and user.is_authenticated and submission.owner_id != user.pk
 
 
 class WordCollectionApi(APIView):
     """/api/v1/words: GET lists yours (paginated), POST creates one."""
 
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, BoundedJSONParser]
     throttle_classes = throttles.WRITE
 
     @paginated_list_schema(operation_id="words_list", name="PaginatedWordList", item_serializer=WordOutputSerializer)
@@ -136,7 +155,7 @@ class WordCollectionApi(APIView):
         responses=_created_responses(
             WordOutputSerializer,
             invalid="Not an image, blank, malformed base64 or strokes, more than 32 characters.",
-            too_large="Image over 10 MiB or over 4096 px a side.",
+            too_large="Body over the request limit, image over 1.5 MiB, over 4096 px a side, or over 4 megapixels (not a JPEG).",
         ),
         description=(
             "A drawing of several characters in a row. It is split into characters by its strokes "
@@ -145,7 +164,9 @@ class WordCollectionApi(APIView):
         ),
     )
     def post(self, request):
-        word = services.word_create(**drawing_from_request(request))
+        drawing = drawing_from_request(request)
+        word = services.word_create(**drawing)
+        client_id_keep(request, drawing["client_id"])
         word_wait_predicted(word, seconds=settings.SUBMISSION_WAIT_SECONDS)
         # Read again with its characters, as a GET would show it.
         word = selectors.word_get_visible(word_id=word.id, user=request.user, client_id=client_id_get(request))
@@ -202,7 +223,7 @@ class StatsApi(APIView):
 class CorrectionExportApi(APIView):
     """Approved corrections as a dataset, for staff: ``?kind=npz`` (default) or ``?kind=zip`` (not ``format``: DRF reserves it)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanViewCorrections]
     FORMATS = {"npz": "application/octet-stream", "zip": "application/zip"}
 
     @extend_schema(
@@ -229,3 +250,7 @@ class HealthApi(APIView):
     def get(self, request):
         report = health_check()
         return Response(report, status=200 if report["ok"] else 503)
+
+
+class SchemaApi(JsonErrorsMixin, SpectacularAPIView):
+    """The OpenAPI document (YAML, or JSON with ?format=json); its errors in JSON."""

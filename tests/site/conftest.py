@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.utils.crypto import get_random_string
 from PIL import Image, ImageDraw
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -159,9 +161,22 @@ def bob(user_factory):
     return user_factory("bob")
 
 
+# What a reviewer is given in the admin: the API asks for the same model permissions.
+REVIEWER_PERMISSIONS = ("view_submission", "view_word", "view_correction", "add_correction", "change_correction")
+
+
 @pytest.fixture
 def staff(user_factory):
-    return user_factory("stella", staff=True)
+    """Stella reviews: staff, with the reviewer's model permissions."""
+    user = user_factory("stella", staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="recognition", codename__in=REVIEWER_PERMISSIONS))
+    return user
+
+
+@pytest.fixture
+def percy(user_factory):
+    """Percy is staff with no model permissions: the admin shows him nothing, nor may the API."""
+    return user_factory("percy", staff=True)
 
 
 def token_client(user) -> APIClient:
@@ -170,15 +185,23 @@ def token_client(user) -> APIClient:
     return client
 
 
+def browser_client() -> APIClient:
+    """An anonymous visitor's browser: a cookie jar holding what the page gave it (the CSRF
+    cookie, from ensure_csrf_cookie), so the API keeps its client id in a session."""
+    client = APIClient()
+    client.cookies["csrftoken"] = get_random_string(32)
+    return client
+
+
 @pytest.fixture
 def anon():
     """An anonymous visitor with their own session cookie jar."""
-    return APIClient()
+    return browser_client()
 
 
 @pytest.fixture
 def other_anon():
-    return APIClient()
+    return browser_client()
 
 
 def upright(array: np.ndarray) -> np.ndarray:

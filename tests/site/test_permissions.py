@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from recognition.models import Correction, Submission
-from tests.site.conftest import token_client
+from tests.site.conftest import browser_client, token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,7 +78,7 @@ def test_an_invalid_token_is_refused(active_model, drawing):
 def identity(kind: str, request) -> APIClient:
     """anon / other_anon: session visitors; <user>_token: API token; <user>_session: signed in."""
     if kind in ("anon", "other_anon"):
-        return APIClient()
+        return browser_client()  # two cookieless clients on one address would be one client
     username, channel = kind.split("_")
     user = request.getfixturevalue(username)
     if channel == "token":

@@ -220,7 +220,7 @@ def test_the_limits_and_cache_come_from_the_environment():
         assert result.returncode == 0, result.stderr
         return result.stdout.split()
 
-    assert run() == ["60/min", "600/min", "LocMemCache"]
+    assert run() == ["60/min", "240/min", "LocMemCache"]
     assert run(THROTTLE_WRITE_CLIENT="off", THROTTLE_WRITE_IP="100000/min") == ["None", "100000/min", "LocMemCache"]
     # With a Redis broker the counters go to that Redis, shared by every web worker.
     assert run(CELERY_BROKER_URL="redis://redis:6379/0")[2] == "RedisCache"

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from recognition.housekeeping import sessions_clear_schedule_ensure
 from recognition.services import (
     model_version_register_shipped,
     retraining_schedule_ensure,
@@ -26,4 +27,6 @@ class Command(BaseCommand):
             self.stdout.write("Created the nightly retraining schedule (edit it in the admin: Periodic tasks).")
         if submission_requeue_schedule_ensure():
             self.stdout.write("Created the re-queue sweep for pending predictions (admin: Periodic tasks).")
+        if sessions_clear_schedule_ensure():
+            self.stdout.write("Created the daily sweep of expired sessions (admin: Periodic tasks).")
         self.stdout.write(f"Model version: {version.name} ({version.status}) -> {version.file_path}")
