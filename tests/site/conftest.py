@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 from recognition.models import ModelVersion
 from tests.site.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
+from tests.site.private_services import PrivateRedis
 from tests.site.workers import Worker, celery_broker
 
 # The Redis server for the tests, and the database to use when no other run holds it.
@@ -326,3 +327,14 @@ def shipped_model(db):
         metrics={"validation": report["validation"]},
         training_summary={"source": "shipped"},
     )
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis server of the test's own (its outage is the test's to cause)."""
+    require_service("redis-server", shutil.which("redis-server") is not None, "install redis-server")
+    server = PrivateRedis()
+    try:
+        yield server
+    finally:
+        server.stop()

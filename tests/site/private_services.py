@@ -7,7 +7,6 @@ finally block); a stopped server can be started again on the same port and data.
 
 import glob
 import os
-import pwd
 import shutil
 import socket
 import subprocess

@@ -1,9 +1,8 @@
-import base64
 
 import pytest
 
 from recognition import services
-from recognition.models import Correction, ModelVersion
+from recognition.models import ModelVersion
 from tests.site.conftest import canvas_png
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,6 @@ import struct
 import zlib
 
 import pytest
-from django.test import override_settings
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission

@@ -1,14 +1,12 @@
 """Headless Chromium (Debian's package) draws on the page: mouse, touch on a phone, a pen."""
 
-import base64
-import json
 
 import pytest
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission
 from tests.site.browser import PHONE, draw, ellipse, line, no_horizontal_overflow, screenshot
-from tests.site.conftest import canvas_png
+from tests.site.helpers import answer_with
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -140,18 +138,6 @@ def test_a_pen_draws_wider_the_harder_it_presses(page, live_server, active_model
     assert page.get_attribute("#pad", "data-strokes") == "2"
     light, heavy = ink_height(page, 0.3), ink_height(page, 0.7)
     assert 0 < light < heavy, (light, heavy)
-
-
-def answer_with(page, top_k):
-    """The server's answer for the next prediction, with a chosen top-5 (the page's wording is
-    under test here, not the model)."""
-    body = {
-        "id": "00000000-0000-0000-0000-000000000001", "url": "/api/v1/submissions/00000000-0000-0000-0000-000000000001",
-        "status": "predicted", "predicted_label": top_k[0][0], "top_k": [{"label": l, "probability": p} for l, p in top_k],
-        "input_image": "data:image/png;base64," + base64.b64encode(canvas_png(28)).decode(), "correction": None,
-    }
-    page.route("**/api/v1/submissions", lambda route: route.fulfill(status=201, body=json.dumps(body), headers={"Content-Type": "application/json"})
-               if route.request.method == "POST" else route.continue_())
 
 
 @pytest.mark.parametrize(

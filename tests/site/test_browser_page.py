@@ -8,7 +8,7 @@ import pytest
 from recognition.models import Correction, Submission, Word
 from recognition.services import submissions
 from tests.site.browser import draw, ellipse, line
-from tests.site.test_browser import answer_with
+from tests.site.helpers import answer_with
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -23,22 +23,13 @@ from recognition import services
 from recognition.errors import InvalidState
 from recognition.models import ModelVersion, Submission
 from tests.site.conftest import canvas_png, require_service
-from tests.site.private_services import PrivatePostgres, PrivateRedis, free_port, postgres_bin_dir
+from tests.site.private_services import PrivatePostgres, free_port, postgres_bin_dir
 from tests.site.workers import (
     Worker, celery_broker, compose_command, database_url_for_subprocess, post_drawing, venv_env, wait_for,
 )
+from tests.site.helpers import broken_copy
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def private_redis():
-    require_service("redis-server", shutil.which("redis-server") is not None, "install redis-server")
-    server = PrivateRedis()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -287,15 +278,6 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
 
 
 # --------------------------------------------------------------------------- broken model files
-
-
-def broken_copy(source, target, how: str):
-    data = source.read_bytes()
-    if how == "truncated":
-        target.write_bytes(data[: len(data) // 2])
-    elif how == "garbage":
-        target.write_bytes(b"not a keras archive\x00" * 100)
-    return target
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage"])

@@ -11,11 +11,10 @@ import pytest
 
 from recognition import services
 from recognition.models import ModelVersion, Submission
-from tests.site import test_faults
-from tests.site.test_faults import broken_copy
-from tests.site.test_worker import Worker, post_drawing, wait_for
+from recognition.tasks import submission_requeue_stale
+from tests.site.helpers import broken_copy, word_drawing
+from tests.site.workers import Worker, celery_broker, post_drawing, wait_for
 
-private_redis = test_faults.private_redis  # the fixture: a Redis of the test's own
 
 
 def post_in_eager_mode(client, drawing, capture) -> dict:
@@ -52,7 +51,6 @@ def test_drawings_that_arrive_while_the_active_file_is_broken_are_predicted_once
 def test_the_periodic_sweep_retries_them_once_the_file_loads_with_no_new_drawing(
     db, tiny_model_path, tmp_path, anon, drawing, django_capture_on_commit_callbacks
 ):
-    from recognition.tasks import submission_requeue_stale
 
     path = broken_copy(tiny_model_path, tmp_path / "active.keras", "truncated")
     ModelVersion.objects.create(name="v-broken", file_path=str(path), status="active")
@@ -84,7 +82,6 @@ def test_drawings_that_arrive_with_no_active_version_are_predicted_once_one_is_a
 def test_a_word_written_with_no_active_version_is_read_once_one_is_activated(
     db, tiny_model_path, anon, drawing, django_capture_on_commit_callbacks
 ):
-    from tests.site.test_words import word_drawing
 
     image, strokes, _ = word_drawing(2)
     with django_capture_on_commit_callbacks(execute=True):
@@ -161,7 +158,6 @@ def test_the_old_migration_marks_rows_failed_for_want_of_a_model_and_drops_their
 def test_a_worker_predicts_the_rows_it_failed_while_its_model_was_broken_once_the_file_is_fixed(
     anon, tiny_model_path, tmp_path, drawing, private_redis
 ):
-    from tests.site.conftest import celery_broker
 
     path = broken_copy(tiny_model_path, tmp_path / "active.keras", "garbage")
     ModelVersion.objects.create(name="v-garbage", file_path=str(path), status="active")

@@ -1,6 +1,5 @@
 """Retraining through the service on tiny data: skip, promote, reject, lock, rollback, failure."""
 
-import numpy as np
 import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone

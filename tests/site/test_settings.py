@@ -3,32 +3,9 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-PRINT = (
-    "import django; from django.conf import settings; django.setup();"
-    "from emnist_site.celery import app;"
-    "print(settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['NAME'], app.conf.task_always_eager)"
-)
-
-
-def run_settings(debug: str | None = "1", **env):
-    """Load the settings in a fresh interpreter with `env` (and DEBUG=`debug`, unless None) on a clean environment."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "DEBUG", "SECRET_KEY")
-    }
-    if debug is not None:
-        clean["DEBUG"] = debug
-    clean.update(env, DJANGO_SETTINGS_MODULE="emnist_site.settings")
-    return subprocess.run(
-        [sys.executable, "-c", PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
-    )
-
+from tests.site.helpers import ROOT, run_settings
 
 def test_debug_is_off_unless_set_so_a_deployment_without_a_secret_key_does_not_start():
     result = run_settings(debug=None)

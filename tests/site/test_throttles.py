@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from recognition import throttles
 from recognition.models import Correction, Submission
 from tests.site.conftest import canvas_png, token_client
+from tests.site.helpers import run_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -201,7 +202,6 @@ def test_the_counters_are_shared_through_redis_by_every_process(settings, redis_
     ids=["client-rate", "zero", "period", "cache-url", "proxies-negative", "proxies-word"],
 )
 def test_a_malformed_limit_setting_stops_start_up(env, message):
-    from tests.site.test_settings import run_settings
 
     result = run_settings(**env)
     assert result.returncode != 0 and message in result.stderr

@@ -7,50 +7,16 @@ import json
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import override_settings
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ml.data import CLASSES
 from recognition import errors, services
 from recognition.models import Correction, Submission, Word
 from tests.site.conftest import png_bytes, token_client
 from tests.site.workers import wait_for
+from tests.site.helpers import word_drawing
 
 WORDS = "/api/v1/words"
-PEN = 12
-
-
-def word_drawing(n: int = 3, *, width: int | None = None, height: int = 200, spacing: int = 110):
-    """A canvas PNG of ``n`` characters in a row, and its strokes, drawn right to left.
-
-    Character k (from the left) is: an "i" (stem and a dot drawn last) when k % 3 == 0, a
-    "T" (stem, then a bar over it) when k % 3 == 1, an "L" in one stroke otherwise. Strokes
-    are listed right to left so the order on the page has to come from their positions.
-    """
-    width = width or spacing * n + 40
-    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    per_character = []
-    for k in range(n):
-        x = 40 + k * spacing
-        if k % 3 == 0:
-            strokes = [[[x, 80, 0], [x, 170, 50]], [[x, 45, 400]]]
-        elif k % 3 == 1:
-            strokes = [[[x + 25, 40, 0], [x + 25, 170, 60]], [[x, 40, 300], [x + 50, 40, 340]]]
-        else:
-            strokes = [[[x, 40, 0], [x, 170, 40], [x + 45, 170, 80]]]
-        for stroke in strokes:
-            points = [(p[0], p[1]) for p in stroke]
-            if len(points) == 1:
-                (cx, cy), r = points[0], PEN // 2 + 1
-                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(0, 0, 0, 255))
-            else:
-                draw.line(points, fill=(0, 0, 0, 255), width=PEN, joint="curve")
-        per_character.append(strokes)
-    strokes = [stroke for character in reversed(per_character) for stroke in character]
-    return png_bytes(image), strokes, per_character
-
-
 def b64(image: bytes, **extra) -> dict:
     return {"image_base64": "data:image/png;base64," + base64.b64encode(image).decode(), **extra}
 

@@ -4,7 +4,6 @@ import json
 import time
 
 import pytest
-from django.test import override_settings
 
 from recognition import services
 from recognition.models import ModelVersion, Submission, TrainingRun
