@@ -11,9 +11,19 @@ import pytest
 
 from recognition import services
 from recognition.models import ModelVersion, Submission
+from recognition.services import predictors
 from recognition.tasks import submission_requeue_stale
 from tests.site.helpers import broken_copy, word_drawing
 from tests.site.workers import Worker, celery_broker, post_drawing, wait_for
+
+
+
+@pytest.fixture(autouse=True)
+def no_cached_predictor(monkeypatch):
+    """Each test starts with this process's predictor cache empty, as a fresh worker does: the
+    retry under test runs when a model loads, and an earlier test's cached model (SQLite reuses
+    a rolled-back version's id) would make the load a cache hit."""
+    monkeypatch.setattr(predictors, "_cache", None)
 
 
 

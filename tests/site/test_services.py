@@ -8,7 +8,7 @@ from recognition import services
 from recognition.errors import BlankImage, InvalidImage, InvalidStrokes, UnknownLabel, UnsupportedImageType
 from recognition.models import Correction, ModelVersion, Submission
 from recognition.selectors import model_version_get_active
-from tests.site.workers import ROOT, database_url_for_subprocess
+from tests.site.workers import ROOT, database_url_for_subprocess, venv_env
 from tests.site.conftest import canvas_png
 
 pytestmark = pytest.mark.django_db
@@ -194,7 +194,6 @@ def test_a_task_queued_by_name_runs_in_process_in_eager_mode_before_anything_imp
     import subprocess
     import sys
 
-    from tests.site.conftest import venv_env
 
     env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_TASK_ALWAYS_EAGER="1")
     result = subprocess.run(
