@@ -315,6 +315,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
     "unacked_restore_throttle": 1,
 }
+# kombu's Redis transport with a fix: closing channels after an outage no longer kills the
+# worker (emnist_site/broker.py says how it did).
+CELERY_BROKER_TRANSPORT = (
+    "emnist_site.broker:Transport" if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else None
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With the broker down, a request gives up queueing after about a second (the row waits for
 # the re-queue sweep) instead of hanging on connection retries.
