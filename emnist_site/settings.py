@@ -320,6 +320,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_TRANSPORT = (
     "emnist_site.broker:Transport" if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else None
 )
+# Workers write a heartbeat this often (emnist_site/heartbeat.py); health fails after three missed.
+WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", "10")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With the broker down, a request gives up queueing after about a second (the row waits for
 # the re-queue sweep) instead of hanging on connection retries.

@@ -21,7 +21,7 @@ from ml.data import CLASSES
 from recognition import services
 from recognition.errors import InvalidState
 from recognition.models import ModelVersion, Submission
-from tests.site.conftest import canvas_png, compose_command, require_service, venv_env
+from tests.site.conftest import canvas_png, compose_command, require_service, token_client, venv_env
 from tests.site.private_services import PrivatePostgres, PrivateRedis, free_port, postgres_bin_dir
 from tests.site.test_worker import Worker, database_url_for_subprocess, post_drawing, wait_for
 
@@ -93,7 +93,7 @@ class Browser:
 
 @pytest.mark.django_db(transaction=True)
 def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_redis_returns(
-    anon, active_model, drawing, private_redis, tmp_path
+    anon, staff, active_model, drawing, private_redis, tmp_path
 ):
     from tests.site.conftest import celery_broker
 
@@ -113,7 +113,7 @@ def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_re
             during = response.json()["id"]
             row = Submission.objects.get(id=during)
             assert row.status == "pending" and "delayed" in row.error  # stored, not failed
-            health = anon.get("/api/v1/health")
+            health = token_client(staff).get("/api/v1/health")
             assert health.status_code == 503 and health.json()["checks"]["broker"]["ok"] is False
 
             private_redis.start()  # empty: whatever was queued in it is gone
@@ -285,7 +285,7 @@ def broken_copy(source, target, how: str):
 
 @pytest.mark.parametrize("how", ["truncated", "garbage"])
 def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_version_stays(
-    how, active_model, tiny_model_path, tmp_path, anon, admin_client_for
+    how, active_model, tiny_model_path, tmp_path, admin_client_for, staff
 ):
     broken = ModelVersion.objects.create(name="broken", file_path=str(broken_copy(tiny_model_path, tmp_path / "b.keras", how)))
     with pytest.raises(InvalidState, match="does not load"):
@@ -295,7 +295,7 @@ def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_versio
     assert active_model.status == "active" and broken.status == "candidate"
     assert broken.load_error and broken.load_checked_at
 
-    health = anon.get("/api/v1/health").json()
+    health = token_client(staff).get("/api/v1/health").json()
     assert health["ok"] is True  # the active version still serves
     assert [v["name"] for v in health["checks"]["model"]["unloadable_versions"]] == ["broken"]
 
@@ -322,7 +322,7 @@ def test_promotion_checks_the_file_in_a_child_process_where_tensorflow_is_not_lo
 
 
 def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers_when_fixed(
-    db, tiny_model_path, tmp_path, anon, drawing, django_capture_on_commit_callbacks
+    db, tiny_model_path, tmp_path, anon, staff, drawing, django_capture_on_commit_callbacks
 ):
     path = broken_copy(tiny_model_path, tmp_path / "active.keras", "truncated")
     version = ModelVersion.objects.create(name="v-broken", file_path=str(path), status="active")
@@ -330,7 +330,7 @@ def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers
         response = post_drawing(anon, drawing)
     body = anon.get(response.json()["url"]).json()
     assert body["status"] == "failed" and "cannot be loaded" in body["error"]
-    health = anon.get("/api/v1/health")
+    health = token_client(staff).get("/api/v1/health")
     assert health.status_code == 503 and "v-broken" in json.dumps(health.json()["checks"]["model"])
 
     shutil.copy(tiny_model_path, path)  # fixed in place: the next task loads it, no restart
@@ -344,7 +344,7 @@ def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_running(
-    anon, tiny_model_path, tmp_path, drawing, private_redis
+    anon, staff, tiny_model_path, tmp_path, drawing, private_redis
 ):
     from tests.site.conftest import celery_broker
 
@@ -357,7 +357,7 @@ def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_r
             row = wait_for(lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure")
             assert row.status == "failed" and "v-garbage cannot be loaded" in row.error
             assert worker.process.poll() is None
-            health = anon.get("/api/v1/health")
+            health = token_client(staff).get("/api/v1/health")
             assert health.status_code == 503 and not health.json()["checks"]["model"]["ok"]
 
             shutil.copy(tiny_model_path, path)
