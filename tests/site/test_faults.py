@@ -367,3 +367,113 @@ def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_r
             assert anon.get("/api/v1/health").status_code == 200
         finally:
             worker.kill()
+
+
+# --------------------------------------------------------------------------- broker outages under load
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_survives_five_redis_outages_under_load_and_every_row_is_predicted_within_a_minute(
+    staff, active_model, drawing, private_redis, tmp_path
+):
+    """The issue's run: POSTs from several clients while Redis is killed and started again (empty:
+    what was queued is lost), five times over. The worker must live through each outage and
+    every accepted row be predicted within 60 s of Redis's return (the sweep re-queues)."""
+    import os
+    import signal
+    import threading
+
+    from rest_framework.test import APIClient
+
+    from tests.site.conftest import celery_broker
+
+    outages, seconds_down, clients = 5, 8, 4
+    accepted, refused, recoveries = [], [], []
+    processes = []
+    with celery_broker(private_redis.url), override_settings(
+        THROTTLE_WRITE_CLIENT=None, THROTTLE_WRITE_IP=None, SUBMISSION_REQUEUE_INTERVAL_SECONDS=1
+    ):
+        assert services.submission_requeue_schedule_ensure()
+        env = venv_env(
+            DATABASE_URL=database_url_for_subprocess(),
+            CELERY_BROKER_URL=private_redis.url,
+            SUBMISSION_REQUEUE_AFTER_SECONDS="3",
+            WORKER_HEARTBEAT_SECONDS="2",
+        )
+        worker_log = tmp_path / "worker.log"
+        try:
+            for name, command in (
+                ("worker", [*compose_command("worker"), "--concurrency=2"]),  # as compose runs it
+                ("beat", [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")]),
+            ):
+                log = open(tmp_path / f"{name}.log", "wb")
+                processes.append(
+                    subprocess.Popen(
+                        command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
+            worker = processes[0]
+
+            def tail() -> str:
+                return worker_log.read_text(errors="replace")[-4000:]
+
+            def all_predicted() -> bool:
+                return not Submission.objects.filter(id__in=accepted).exclude(status="predicted").exists()
+
+            def wait(predicate, seconds: float, what: str) -> float:
+                started = time.monotonic()
+                while not predicate():
+                    if worker.poll() is not None:
+                        pytest.fail(f"the worker exited ({worker.returncode}) waiting for {what}:\n{tail()}")
+                    if time.monotonic() - started > seconds:
+                        pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{tail()}")
+                    time.sleep(0.25)
+                return time.monotonic() - started
+
+            def load(stop: threading.Event) -> None:
+                client = APIClient()
+                while not stop.is_set():
+                    response = post_drawing(client, drawing)
+                    if response.status_code in (201, 202):
+                        accepted.append(response.json()["id"])
+                    else:
+                        refused.append((response.status_code, response.content[:300]))
+
+            first = post_drawing(APIClient(), drawing).json()["id"]
+            accepted.append(first)
+            wait(all_predicted, 180, "the first prediction (TensorFlow start-up)")
+            for outage in range(outages):
+                stop = threading.Event()
+                threads = [threading.Thread(target=load, args=(stop,)) for _ in range(clients)]
+                for thread in threads:
+                    thread.start()
+                time.sleep(3)  # the worker busy, messages unacknowledged
+                private_redis.stop()
+                time.sleep(seconds_down)
+                private_redis.start()
+                returned = time.monotonic()
+                time.sleep(2)  # still posting as it comes back
+                stop.set()
+                for thread in threads:
+                    thread.join(timeout=60)
+                wait(all_predicted, max(0.5, 60 - (time.monotonic() - returned)), f"outage {outage + 1}'s rows")
+                recoveries.append(round(time.monotonic() - returned, 1))
+                assert worker.poll() is None, tail()
+                # The worker beats again after reconnecting: health is whole again.
+                wait(lambda: token_client(staff).get("/api/v1/health").status_code == 200, 30, "health after the outage")
+
+            assert refused == [], refused[:5]
+            assert worker.poll() is None and "Unrecoverable error" not in worker_log.read_text(errors="replace")
+            rows = Submission.objects.filter(id__in=accepted)
+            assert rows.count() == len(set(accepted)) and {r.status for r in rows} == {"predicted"}
+            print(f"{len(accepted)} accepted; predicted within {recoveries} s of Redis's return")
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
