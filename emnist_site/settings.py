@@ -405,6 +405,14 @@ if envbool("TRUST_X_FORWARDED_PROTO", "0"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A Redis outage: one warning a minute per process, not several per request
+    # (recognition/log_filters.py says where they came from).
+    "filters": {
+        "redis_outage": {
+            "()": "recognition.log_filters.RedisOutageFilter",
+            "interval": envint("LOG_OUTAGE_INTERVAL_SECONDS", "60"),
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redis_outage"]}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
 }
