@@ -159,6 +159,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that the request latency it measures covers every other middleware.
+    "recognition.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "recognition.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -320,6 +322,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_TRANSPORT = (
     "emnist_site.broker:Transport" if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else None
 )
+# /metrics (recognition/metrics.py) answers staff, and a scraper sending this as a bearer token.
+METRICS_TOKEN = os.getenv("METRICS_TOKEN", "")
 # Workers write a heartbeat this often (emnist_site/heartbeat.py); health fails after three missed.
 WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", "10")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
