@@ -168,7 +168,7 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
         THROTTLE_WRITE_IP="off",
     )
     shell, flag, script = compose_command("web")
-    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}")
+    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("web", "worker")}
     processes = {}
 

@@ -33,6 +33,7 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
     port = free_port()
     shell, flag, script = compose_command("web")
     script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 2", "--workers 1")
+    script = script.replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))  # its own, not a shared one
     env = venv_env(
         DEBUG="0",
         SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,
