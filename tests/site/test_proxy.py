@@ -9,8 +9,6 @@ which reads bodies whole before passing them on, 64 of them leave gunicorn idle.
 
 import os
 import shutil
-import socket
-import threading
 import time
 import urllib.request
 
@@ -18,7 +16,7 @@ import pytest
 
 from tests.site.conftest import require_service, venv_env
 from tests.site.test_worker import database_url_for_subprocess
-from tests.site.web_stack import WebStack, status_of
+from tests.site.web_stack import StalledUploads, WebStack, timed_get
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -41,67 +39,6 @@ def stack(tmp_path):
     require_service("nginx", shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"), "apt-get install nginx-light")
     with WebStack(tmp_path / "stack", stack_env(tmp_path)) as running:
         yield running
-
-
-class StalledUploads:
-    """``count`` connections, each announcing a 10 MiB JSON body and sending a byte every few
-    seconds; closed on exit."""
-
-    def __init__(self, port: int, count: int):
-        self.port, self.count = port, count
-        self.sockets: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._trickle, daemon=True)
-
-    def __enter__(self):
-        head = (
-            "POST /api/v1/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
-        ).encode()
-        for _ in range(self.count):
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-            sock.sendall(head + b'{"image_base64": "')
-            self.sockets.append(sock)
-        self.thread.start()
-        return self
-
-    def _trickle(self):
-        while not self.stop.wait(4):
-            for sock in self.sockets:
-                try:
-                    sock.sendall(b"A")
-                except OSError:
-                    pass
-
-    def still_open(self) -> int:
-        """How many the server has not closed (a closed one reads EOF or errors at once)."""
-        open_ = 0
-        for sock in self.sockets:
-            sock.setblocking(False)
-            try:
-                open_ += sock.recv(1, socket.MSG_PEEK) != b""
-            except BlockingIOError:
-                open_ += 1
-            except OSError:
-                pass
-            finally:
-                sock.setblocking(True)
-        return open_
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=10)
-        for sock in self.sockets:
-            sock.close()
-
-
-def timed_get(url: str, timeout: float) -> tuple[int | None, float]:
-    started = time.perf_counter()
-    try:
-        status = status_of(url, timeout=timeout)
-    except OSError:
-        status = None
-    return status, time.perf_counter() - started
 
 
 def test_through_nginx_64_stalled_uploads_leave_a_normal_client_served(stack):

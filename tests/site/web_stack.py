@@ -3,15 +3,18 @@ both on free loopback ports with their files in a temp dir: for tests/site/test_
 bench/stalled_uploads.py. Neither needs root; as root, nginx's workers stay root so that they
 can write the temp dir (the compose image runs everything as an unprivileged user).
 
-Used as a context manager; everything it started is stopped on the way out.
+WebStack and StalledUploads are context managers; what they start is stopped on the way out.
+No Django import here: the benchmark uses this without settings.
 """
 
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -140,3 +143,64 @@ class WebStack:
             except FileNotFoundError:
                 pass  # a worker recycled between the listing and the read
         return total
+
+
+class StalledUploads:
+    """``count`` connections, each announcing a 10 MiB JSON body and sending a byte every few
+    seconds; closed on exit."""
+
+    def __init__(self, port: int, count: int):
+        self.port, self.count = port, count
+        self.sockets: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+
+    def __enter__(self):
+        head = (
+            "POST /api/v1/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
+        ).encode()
+        for _ in range(self.count):
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            sock.sendall(head + b'{"image_base64": "')
+            self.sockets.append(sock)
+        self.thread.start()
+        return self
+
+    def _trickle(self):
+        while not self.stop.wait(4):
+            for sock in self.sockets:
+                try:
+                    sock.sendall(b"A")
+                except OSError:
+                    pass
+
+    def still_open(self) -> int:
+        """How many the server has not closed (a closed one reads EOF or errors at once)."""
+        open_ = 0
+        for sock in self.sockets:
+            sock.setblocking(False)
+            try:
+                open_ += sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                open_ += 1
+            except OSError:
+                pass
+            finally:
+                sock.setblocking(True)
+        return open_
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+        for sock in self.sockets:
+            sock.close()
+
+
+def timed_get(url: str, timeout: float) -> tuple[int | None, float]:
+    started = time.perf_counter()
+    try:
+        status = status_of(url, timeout=timeout)
+    except OSError:
+        status = None
+    return status, time.perf_counter() - started
