@@ -101,3 +101,52 @@ def test_the_compose_beat_command_sends_the_retraining_schedule_from_the_databas
         log.close()
     text = (tmp_path / "beat.log").read_text(errors="replace")
     assert "DatabaseScheduler" in text and "recognition.tasks.retraining_run" in text
+
+
+def test_compose_beat_answers_its_healthcheck_while_its_scheduler_ticks(tmp_path):
+    """The beat healthcheck in docker-compose.yml, run as compose would: a ping beat answers
+    only while its scheduler ticks and the broker reaches it (no longer a grep of its own
+    command line, which a hung beat passes)."""
+    import os
+    import shlex
+    import shutil
+    import signal
+
+    import yaml
+
+    from tests.site.conftest import require_service
+    from tests.site.private_services import PrivateRedis
+
+    require_service("redis-server", shutil.which("redis-server") is not None, "install redis-server")
+    compose = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
+    kind, check = compose["services"]["beat"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    hostname = socket.gethostname()
+    probe = check.replace("$$HOSTNAME", shlex.quote(hostname))  # compose's $$ is a literal $
+    redis = PrivateRedis()
+    env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=redis.url)
+    log = open(tmp_path / "beat.log", "wb")
+    beat = subprocess.Popen(
+        [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")],
+        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            result = subprocess.run(["sh", "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+            if result.returncode == 0:
+                break
+            if beat.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"beat never answered its healthcheck: {result.stdout}{result.stderr}\n" + (tmp_path / "beat.log").read_text())
+            time.sleep(1)
+        assert f"celerybeat@{hostname}" in result.stdout
+
+        os.killpg(beat.pid, signal.SIGSTOP)  # hung: alive, never ticking, never answering
+        result = subprocess.run(["sh", "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0, result.stdout
+    finally:
+        if beat.poll() is None:
+            os.killpg(beat.pid, signal.SIGKILL)
+        beat.wait(timeout=30)
+        log.close()
+        redis.stop()
