@@ -157,10 +157,11 @@ def main() -> int:
             statuses = []
             for _ in range(3):
                 results: list = [None] * args.uploads
-                threads = [
-                    threading.Thread(target=lambda i=i: results.__setitem__(i, post_json(stack.proxy_url + "/api/v1/submissions", body)))
-                    for i in range(args.uploads)
-                ]
+
+                def upload(i: int, results: list = results) -> None:
+                    results[i] = post_json(stack.proxy_url + "/api/v1/submissions", body)
+
+                threads = [threading.Thread(target=upload, args=(i,)) for i in range(args.uploads)]
                 for thread in threads:
                     thread.start()
                 for thread in threads:

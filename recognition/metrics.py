@@ -71,7 +71,9 @@ class SiteCollector:
             predictions.add_metric([status], counts.get(status, 0))
         yield predictions
 
-        oldest = Submission.objects.filter(status=Submission.Status.PENDING).aggregate(oldest=Min("created_at"))["oldest"]
+        oldest = Submission.objects.filter(status=Submission.Status.PENDING).aggregate(oldest=Min("created_at"))[
+            "oldest"
+        ]
         yield GaugeMetricFamily(
             "emnist_oldest_pending_submission_age_seconds",
             "Age of the oldest submission still waiting for its prediction (0 when none waits).",
@@ -94,7 +96,8 @@ class SiteCollector:
 
         active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).values("id", "name").first()
         model = GaugeMetricFamily(
-            "emnist_active_model_version_info", "The active model version (value 1); none when no version is active.",
+            "emnist_active_model_version_info",
+            "The active model version (value 1); none when no version is active.",
             labels=["id", "name"],
         )
         if active:
@@ -131,7 +134,10 @@ def _allowed(request) -> bool:
 def metrics_view(request):
     if not _allowed(request):
         return JsonResponse(
-            {"detail": "Metrics are for staff, or a scraper sending METRICS_TOKEN as a bearer token.", "code": "not_authenticated"},
+            {
+                "detail": "Metrics are for staff, or a scraper sending METRICS_TOKEN as a bearer token.",
+                "code": "not_authenticated",
+            },
             status=403,
         )
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -86,6 +86,10 @@ def test_the_settings_select_our_transport_for_a_redis_broker_only():
     for url, expected in (("redis://127.0.0.1:6379/0", "emnist_site.broker:Transport"), ("", "None")):
         result = subprocess.run(
             [sys.executable, "-c", "import django; django.setup(); " + code],
-            cwd=settings.BASE_DIR, env=venv_env(CELERY_BROKER_URL=url), capture_output=True, text=True, timeout=60,
+            cwd=settings.BASE_DIR,
+            env=venv_env(CELERY_BROKER_URL=url),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.stdout.strip() == expected, result.stderr[-2000:]

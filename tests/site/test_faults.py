@@ -168,7 +168,8 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
         THROTTLE_WRITE_IP="off",
     )
     shell, flag, script = compose_command("web")
-    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))
+    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}")
+    script = script.replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))  # its own control socket
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("web", "worker")}
     processes = {}
 
@@ -407,11 +408,15 @@ def test_the_worker_survives_five_redis_outages_under_load_and_every_row_is_pred
                 ("beat", [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")]),
             ):
                 log = open(tmp_path / f"{name}.log", "wb")
-                processes.append(
-                    subprocess.Popen(
-                        command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                    )
+                process = subprocess.Popen(
+                    command,
+                    cwd=settings.BASE_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
+                processes.append(process)
             worker = processes[0]
 
             def tail() -> str:
@@ -460,7 +465,8 @@ def test_the_worker_survives_five_redis_outages_under_load_and_every_row_is_pred
                 recoveries.append(round(time.monotonic() - returned, 1))
                 assert worker.poll() is None, tail()
                 # The worker beats again after reconnecting: health is whole again.
-                wait(lambda: token_client(staff).get("/api/v1/health").status_code == 200, 30, "health after the outage")
+                healthy = lambda: token_client(staff).get("/api/v1/health").status_code == 200  # noqa: E731
+                wait(healthy, 30, "health after the outage")
 
             assert refused == [], refused[:5]
             assert worker.poll() is None and "Unrecoverable error" not in worker_log.read_text(errors="replace")

@@ -36,7 +36,9 @@ def test_anyone_else_is_refused_with_a_json_403(anon, alice, client):
     assert anon.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
 
 
-def test_staff_and_the_token_get_the_sites_state(client, staff, anon, active_model, drawing, redis_url, django_capture_on_commit_callbacks):
+def test_staff_and_the_token_get_the_sites_state(
+    client, staff, anon, active_model, drawing, redis_url, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         assert post_drawing(anon, drawing).status_code in (201, 202)
     Submission.objects.create(status="pending", image=b"", client_id="x")

@@ -130,19 +130,26 @@ def test_compose_beat_answers_its_healthcheck_while_its_scheduler_ticks(tmp_path
         [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+    def run_probe() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+        )
+
     try:
         deadline = time.monotonic() + 90
         while True:
-            result = subprocess.run(["sh", "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+            result = run_probe()
             if result.returncode == 0:
                 break
             if beat.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"beat never answered its healthcheck: {result.stdout}{result.stderr}\n" + (tmp_path / "beat.log").read_text())
+                beat_log = (tmp_path / "beat.log").read_text()
+                pytest.fail(f"beat never answered its healthcheck: {result.stdout}{result.stderr}\n{beat_log}")
             time.sleep(1)
         assert f"celerybeat@{hostname}" in result.stdout
 
         os.killpg(beat.pid, signal.SIGSTOP)  # hung: alive, never ticking, never answering
-        result = subprocess.run(["sh", "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+        result = run_probe()
         assert result.returncode != 0, result.stdout
     finally:
         if beat.poll() is None:

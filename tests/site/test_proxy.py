@@ -77,7 +77,10 @@ def test_nginx_refuses_a_body_over_the_apps_cap_with_the_apps_json_413(stack):
     except urllib.error.HTTPError as exc:
         assert exc.code == 413 and exc.headers["Content-Type"] == "application/json"
         assert b'"code": "request_too_large"' in exc.read()
-    assert f"client_max_body_size {settings.REQUEST_MAX_BYTES};" in (settings.BASE_DIR / "deploy" / "nginx.conf").read_text()
+    assert (
+        f"client_max_body_size {settings.REQUEST_MAX_BYTES};"
+        in (settings.BASE_DIR / "deploy" / "nginx.conf").read_text()
+    )
 
 
 def test_each_gunicorn_gets_its_own_control_socket(stack):

@@ -36,7 +36,11 @@ def web_script(port: int, control_socket: Path) -> list[str]:
     """Compose's web command, bound to 127.0.0.1:port, with its own gunicorn control socket."""
     shell, flag, script = compose_service("web")["command"]
     assert "0.0.0.0:8000" in script and COMPOSE_CONTROL_SOCKET in script, script
-    return [shell, flag, script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace(COMPOSE_CONTROL_SOCKET, str(control_socket))]
+    return [
+        shell,
+        flag,
+        script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace(COMPOSE_CONTROL_SOCKET, str(control_socket)),
+    ]
 
 
 def nginx_conf(listen_port: int, upstream_port: int) -> str:
@@ -106,7 +110,8 @@ class WebStack:
             (prefix / "nginx.conf").write_text(nginx_conf(self.proxy_port, self.web_port))
             directives = "daemon off; master_process on;" + (" user root;" if os.geteuid() == 0 else "")
             proxy = self._start(
-                "proxy", [self.nginx, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr", "-g", directives]
+                "proxy",
+                [self.nginx, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr", "-g", directives],
             )
             wait_serving(self.proxy_url + "/api/v1/labels", proxy, self.logs["proxy"], seconds=30)
         except BaseException:
