@@ -351,6 +351,8 @@ def main() -> int:
 
         shell, flag, script = compose_command("web")
         script = script.replace("0.0.0.0:8000", f"127.0.0.1:{web_port}")
+        # Its own gunicorn control socket, not the one compose's path would share with others.
+        script = script.replace("/tmp/gunicorn-web.ctl", os.path.join(tempfile.mkdtemp(prefix="emnist-bench-"), "gunicorn.ctl"))
         if args.web_command:
             script = script[: script.index("exec gunicorn")] + "exec " + args.web_command.replace("{port}", str(web_port))
         report["web_command"] = script

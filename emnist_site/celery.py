@@ -5,11 +5,15 @@ import os
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
 
+from emnist_site.heartbeat import Heartbeat
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emnist_site.settings")
 
 app = Celery("emnist_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Each worker writes a heartbeat per queue it consumes, which health and the metrics read.
+app.steps["consumer"].add(Heartbeat)
 
 
 @task_prerun.connect

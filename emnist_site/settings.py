@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that the request latency it measures covers every other middleware.
+    "recognition.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "recognition.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -95,7 +97,15 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A Redis outage: one warning a minute per process, not several per request
+    # (recognition/log_filters.py says where they came from).
+    "filters": {
+        "redis_outage": {
+            "()": "recognition.log_filters.RedisOutageFilter",
+            "interval": read("int", "LOG_OUTAGE_INTERVAL_SECONDS", 60, minimum=1),
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redis_outage"]}},
     "root": {"handlers": ["console"], "level": read("log_level", "LOG_LEVEL", "INFO")},
 }
 
@@ -241,6 +251,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": read("int", "CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
     "unacked_restore_throttle": 1,
 }
+# kombu's Redis transport with a fix: closing channels after an outage no longer kills the
+# worker (emnist_site/broker.py says how it did).
+CELERY_BROKER_TRANSPORT = (
+    "emnist_site.broker:Transport" if urlsplit(CELERY_BROKER_URL).scheme in ("redis", "rediss") else None
+)
+# /metrics (recognition/metrics.py) answers staff, and a scraper sending this as a bearer token.
+METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+# Workers write a heartbeat this often (emnist_site/heartbeat.py); health fails after three missed.
+WORKER_HEARTBEAT_SECONDS = read("int", "WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With the broker down, a request gives up queueing after about a second (the row waits for
 # the re-queue sweep) instead of hanging on connection retries.

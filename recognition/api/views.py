@@ -43,7 +43,7 @@ from recognition.identity import client_id_get, client_id_keep
 from recognition.labels import labels, lookalike_groups, lookalike_pairs
 from recognition.models import Submission, Word
 from recognition.permissions import ADD_CORRECTIONS, CanViewCorrections, staff_has_perm
-from recognition.services.health import health_check
+from recognition.services.health import health_check, health_public
 
 
 def _created(data: dict, *, pending: bool) -> Response:
@@ -246,10 +246,15 @@ class CorrectionExportApi(APIView):
 
 
 class HealthApi(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    @extend_schema(
+        description="`{ok, status}` for anyone; staff also get `checks`, each part's state and details.",
+        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         report = health_check()
-        return Response(report, status=200 if report["ok"] else 503)
+        # The details name the broker's host and database and the model's file path: staff only.
+        body = report if request.user.is_staff else health_public(report)
+        return Response(body, status=200 if report["ok"] else 503)
 
 
 class SchemaApi(JsonErrorsMixin, SpectacularAPIView):

@@ -1,4 +1,5 @@
-"""Is this process able to serve? The database, the broker and the active model, for /api/v1/health.
+"""Is this process able to serve? The database, the broker, a worker consuming inference and the
+active model, for /api/v1/health.
 
 Reads only. Nothing here loads a model: that would import TensorFlow into the web process.
 """
@@ -6,9 +7,11 @@ Reads only. Nothing here loads a model: that would import TensorFlow into the we
 import zipfile
 from pathlib import Path
 
+import redis
 from django.db import connection
 
 from emnist_site.celery import app
+from emnist_site.heartbeat import heartbeat_max_age, heartbeat_read
 from recognition import selectors
 from recognition.models import ModelVersion
 from recognition.services.model_versions import model_version_path
@@ -16,10 +19,16 @@ from recognition.services.predictors import predictor_loaded_version_id
 
 
 def health_check() -> dict:
-    """``{"ok": all ok, "checks": {name: {"ok", "detail", ...}}}`` for database, broker, model.
-    A check that raises is reported as failed, with the exception, never raised."""
+    """``{"ok": all ok, "checks": {name: {"ok", "detail", ...}}}`` for database, broker, worker,
+    model. A check that raises is reported as failed, with the exception, never raised. The
+    details name hosts and paths: staff only (see health_public)."""
     checks = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker), ("model", _check_model)):
+    for name, check in (
+        ("database", _check_database),
+        ("broker", _check_broker),
+        ("worker", _check_worker),
+        ("model", _check_model),
+    ):
         try:
             checks[name] = check()
         except Exception as exc:  # noqa: BLE001 - report any failure as unhealthy
@@ -39,6 +48,28 @@ def _check_broker() -> dict:
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
     return {"ok": True, "detail": conn.as_uri()}
+
+
+def health_public(report: dict) -> dict:
+    """What anyone may see: whether the site serves, nothing about where its parts are."""
+    return {"ok": report["ok"], "status": "ok" if report["ok"] else "unavailable"}
+
+
+def _check_worker() -> dict:
+    """Some worker consumed the inference queue within the heartbeat deadline: without one every
+    submission stays pending, however healthy the web, the database and the broker are."""
+    if app.conf.task_always_eager:
+        return {"ok": True, "detail": "eager: tasks run in the web process"}
+    try:
+        beat = heartbeat_read(app.conf.broker_url, "inference")
+    except redis.RedisError as exc:
+        return {"ok": False, "detail": f"no worker heartbeat readable: {type(exc).__name__}: {exc}"}
+    if beat is None:
+        return {"ok": False, "detail": "no worker consuming inference"}
+    age = round(beat["age"], 1)
+    if age > heartbeat_max_age():
+        return {"ok": False, "detail": f"no worker consuming inference: the last heartbeat is {age} s old"}
+    return {"ok": True, "detail": f"{beat['hostname']} beat {age} s ago", "heartbeat_age_seconds": age}
 
 
 def _check_model() -> dict:

@@ -6,7 +6,8 @@ import pytest
 
 from ml.data import CLASSES
 from recognition.models import Correction, Submission
-from tests.site.conftest import canvas_png, celery_broker
+from tests.site.conftest import canvas_png, token_client
+from tests.site.workers import celery_broker
 
 SUBMISSIONS = "/api/v1/submissions"
 
@@ -158,22 +159,22 @@ def test_it_lists_model_versions_with_metrics(anon, active_model):
 
 
 @pytest.mark.django_db
-def test_health_is_ok_with_a_loadable_model(anon, active_model):
-    response = anon.get("/api/v1/health")
+def test_health_is_ok_with_a_loadable_model(staff, active_model):
+    response = token_client(staff).get("/api/v1/health")
     assert response.status_code == 200, response.json()
-    assert set(response.json()["checks"]) == {"database", "broker", "model"}
+    assert set(response.json()["checks"]) == {"database", "broker", "worker", "model"}
 
 
 @pytest.mark.django_db
-def test_health_is_503_without_an_active_model(anon):
-    response = anon.get("/api/v1/health")
+def test_health_is_503_without_an_active_model(staff):
+    response = token_client(staff).get("/api/v1/health")
     assert response.status_code == 503 and response.json()["checks"]["model"]["ok"] is False
 
 
 @pytest.mark.django_db
-def test_health_reports_an_unreachable_broker(anon, active_model):
+def test_health_reports_an_unreachable_broker(staff, active_model):
     with celery_broker("redis://127.0.0.1:1/0"):
-        response = anon.get("/api/v1/health")
+        response = token_client(staff).get("/api/v1/health")
     assert response.status_code == 503 and response.json()["checks"]["broker"]["ok"] is False
 
 

@@ -22,12 +22,18 @@ from ml.data import CLASSES
 from recognition import services
 from recognition.errors import InvalidState
 from recognition.models import ModelVersion, Submission
-from tests.site.conftest import canvas_png, require_service
+from tests.site.conftest import canvas_png, require_service, token_client
+from tests.site.helpers import broken_copy
 from tests.site.private_services import PrivatePostgres, free_port, postgres_bin_dir
 from tests.site.workers import (
-    Worker, celery_broker, compose_command, database_url_for_subprocess, post_drawing, venv_env, wait_for,
+    Worker,
+    celery_broker,
+    compose_command,
+    database_url_for_subprocess,
+    post_drawing,
+    venv_env,
+    wait_for,
 )
-from tests.site.helpers import broken_copy
 
 pytestmark = pytest.mark.services
 
@@ -87,7 +93,7 @@ class Browser:
 
 @pytest.mark.django_db(transaction=True)
 def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_redis_returns(
-    anon, active_model, drawing, private_redis, tmp_path, monkeypatch
+    anon, staff, active_model, drawing, private_redis, tmp_path, monkeypatch
 ):
     processes, worker = [], None
     try:
@@ -119,7 +125,7 @@ def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_re
             during = response.json()["id"]
             row = Submission.objects.get(id=during)
             assert row.status == "pending" and "delayed" in row.error  # stored, not failed
-            health = anon.get("/api/v1/health")
+            health = token_client(staff).get("/api/v1/health")
             assert health.status_code == 503 and health.json()["checks"]["broker"]["ok"] is False
 
             private_redis.start()  # empty: whatever was queued in it is gone
@@ -175,6 +181,7 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
     )
     shell, flag, script = compose_command("web")
     script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}")
+    script = script.replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))  # its own control socket
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("web", "worker")}
     processes = {}
 
@@ -282,7 +289,7 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
 
 @pytest.mark.parametrize("how", ["truncated", "garbage"])
 def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_version_stays(
-    how, active_model, tiny_model_path, tmp_path, anon, admin_client_for
+    how, active_model, tiny_model_path, tmp_path, admin_client_for, staff
 ):
     broken = ModelVersion.objects.create(name="broken", file_path=str(broken_copy(tiny_model_path, tmp_path / "b.keras", how)))
     with pytest.raises(InvalidState, match="does not load"):
@@ -292,7 +299,7 @@ def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_versio
     assert active_model.status == "active" and broken.status == "candidate"
     assert broken.load_error and broken.load_checked_at
 
-    health = anon.get("/api/v1/health").json()
+    health = token_client(staff).get("/api/v1/health").json()
     assert health["ok"] is True  # the active version still serves
     assert [v["name"] for v in health["checks"]["model"]["unloadable_versions"]] == ["broken"]
 
@@ -319,7 +326,7 @@ def test_promotion_checks_the_file_in_a_child_process_where_tensorflow_is_not_lo
 
 
 def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers_when_fixed(
-    db, tiny_model_path, tmp_path, anon, drawing, django_capture_on_commit_callbacks
+    db, tiny_model_path, tmp_path, anon, staff, drawing, django_capture_on_commit_callbacks
 ):
     path = broken_copy(tiny_model_path, tmp_path / "active.keras", "truncated")
     version = ModelVersion.objects.create(name="v-broken", file_path=str(path), status="active")
@@ -327,7 +334,7 @@ def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers
         response = post_drawing(anon, drawing)
     body = anon.get(response.json()["url"]).json()
     assert body["status"] == "failed" and "cannot be loaded" in body["error"]
-    health = anon.get("/api/v1/health")
+    health = token_client(staff).get("/api/v1/health")
     assert health.status_code == 503 and "v-broken" in json.dumps(health.json()["checks"]["model"])
 
     shutil.copy(tiny_model_path, path)  # fixed in place: the next task loads it, no restart
@@ -341,7 +348,7 @@ def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_running(
-    anon, tiny_model_path, tmp_path, drawing, private_redis
+    anon, staff, tiny_model_path, tmp_path, drawing, private_redis
 ):
     path = broken_copy(tiny_model_path, tmp_path / "active.keras", "garbage")
     ModelVersion.objects.create(name="v-garbage", file_path=str(path), status="active")
@@ -352,7 +359,7 @@ def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_r
             row = wait_for(lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure")
             assert row.status == "failed" and "v-garbage cannot be loaded" in row.error
             assert worker.process.poll() is None
-            health = anon.get("/api/v1/health")
+            health = token_client(staff).get("/api/v1/health")
             assert health.status_code == 503 and not health.json()["checks"]["model"]["ok"]
 
             shutil.copy(tiny_model_path, path)
@@ -362,3 +369,118 @@ def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_r
             assert anon.get("/api/v1/health").status_code == 200
         finally:
             worker.kill()
+
+
+# --------------------------------------------------------------------------- broker outages under load
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_survives_five_redis_outages_under_load_and_every_row_is_predicted_within_a_minute(
+    staff, active_model, drawing, private_redis, tmp_path
+):
+    """The issue's run: POSTs from several clients while Redis is killed and started again (empty:
+    what was queued is lost), five times over. The worker must live through each outage and
+    every accepted row be predicted within 60 s of Redis's return (the sweep re-queues)."""
+    import os
+    import signal
+    import threading
+
+    from rest_framework.test import APIClient
+
+    from tests.site.workers import celery_broker
+
+    outages, seconds_down, clients = 5, 8, 4
+    accepted, refused, recoveries = [], [], []
+    processes = []
+    with celery_broker(private_redis.url), override_settings(
+        THROTTLE_WRITE_CLIENT=None, THROTTLE_WRITE_IP=None, SUBMISSION_REQUEUE_INTERVAL_SECONDS=1
+    ):
+        assert services.submission_requeue_schedule_ensure()
+        env = venv_env(
+            DATABASE_URL=database_url_for_subprocess(),
+            CELERY_BROKER_URL=private_redis.url,
+            SUBMISSION_REQUEUE_AFTER_SECONDS="3",
+            WORKER_HEARTBEAT_SECONDS="2",
+        )
+        worker_log = tmp_path / "worker.log"
+        try:
+            for name, command in (
+                ("worker", [*compose_command("worker"), "--concurrency=2"]),  # as compose runs it
+                ("beat", [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")]),
+            ):
+                log = open(tmp_path / f"{name}.log", "wb")
+                process = subprocess.Popen(
+                    command,
+                    cwd=settings.BASE_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                processes.append(process)
+            worker = processes[0]
+
+            def tail() -> str:
+                return worker_log.read_text(errors="replace")[-4000:]
+
+            def all_predicted() -> bool:
+                return not Submission.objects.filter(id__in=accepted).exclude(status="predicted").exists()
+
+            def wait(predicate, seconds: float, what: str) -> float:
+                started = time.monotonic()
+                while not predicate():
+                    if worker.poll() is not None:
+                        pytest.fail(f"the worker exited ({worker.returncode}) waiting for {what}:\n{tail()}")
+                    if time.monotonic() - started > seconds:
+                        pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{tail()}")
+                    time.sleep(0.25)
+                return time.monotonic() - started
+
+            def load(stop: threading.Event) -> None:
+                client = APIClient()
+                while not stop.is_set():
+                    response = post_drawing(client, drawing)
+                    if response.status_code in (201, 202):
+                        accepted.append(response.json()["id"])
+                    else:
+                        refused.append((response.status_code, response.content[:300]))
+
+            first = post_drawing(APIClient(), drawing).json()["id"]
+            accepted.append(first)
+            wait(all_predicted, 180, "the first prediction (TensorFlow start-up)")
+            for outage in range(outages):
+                stop = threading.Event()
+                threads = [threading.Thread(target=load, args=(stop,)) for _ in range(clients)]
+                for thread in threads:
+                    thread.start()
+                time.sleep(3)  # the worker busy, messages unacknowledged
+                private_redis.stop()
+                time.sleep(seconds_down)
+                private_redis.start()
+                returned = time.monotonic()
+                time.sleep(2)  # still posting as it comes back
+                stop.set()
+                for thread in threads:
+                    thread.join(timeout=60)
+                wait(all_predicted, max(0.5, 60 - (time.monotonic() - returned)), f"outage {outage + 1}'s rows")
+                recoveries.append(round(time.monotonic() - returned, 1))
+                assert worker.poll() is None, tail()
+                # The worker beats again after reconnecting: health is whole again.
+                healthy = lambda: token_client(staff).get("/api/v1/health").status_code == 200  # noqa: E731
+                wait(healthy, 30, "health after the outage")
+
+            assert refused == [], refused[:5]
+            assert worker.poll() is None and "Unrecoverable error" not in worker_log.read_text(errors="replace")
+            rows = Submission.objects.filter(id__in=accepted)
+            assert rows.count() == len(set(accepted)) and {r.status for r in rows} == {"predicted"}
+            print(f"{len(accepted)} accepted; predicted within {recoveries} s of Redis's return")
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()

@@ -17,7 +17,6 @@ from tests.site.helpers import broken_copy, word_drawing
 from tests.site.workers import Worker, celery_broker, post_drawing, wait_for
 
 
-
 @pytest.fixture(autouse=True)
 def no_cached_predictor(monkeypatch):
     """Each test starts with this process's predictor cache empty, as a fresh worker does: the

@@ -34,6 +34,7 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
     port = free_port()
     shell, flag, script = compose_command("web")
     script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 2", "--workers 1")
+    script = script.replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))  # its own, not a shared one
     env = venv_env(
         DEBUG="0",
         SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,
@@ -130,3 +131,59 @@ def test_two_test_runs_on_one_machine_get_different_redis_databases():
     second_claim.close()
     third_claim.close()
     assert third == first
+
+
+def test_compose_beat_answers_its_healthcheck_while_its_scheduler_ticks(tmp_path):
+    """The beat healthcheck in docker-compose.yml, run as compose would: a ping beat answers
+    only while its scheduler ticks and the broker reaches it (no longer a grep of its own
+    command line, which a hung beat passes)."""
+    import os
+    import shlex
+    import shutil
+    import signal
+
+    import yaml
+
+    from tests.site.conftest import require_service
+    from tests.site.private_services import PrivateRedis
+
+    require_service("redis-server", shutil.which("redis-server") is not None, "install redis-server")
+    compose = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
+    kind, check = compose["services"]["beat"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    hostname = socket.gethostname()
+    probe = check.replace("$$HOSTNAME", shlex.quote(hostname))  # compose's $$ is a literal $
+    redis = PrivateRedis()
+    env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_BROKER_URL=redis.url)
+    log = open(tmp_path / "beat.log", "wb")
+    beat = subprocess.Popen(
+        [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")],
+        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+    def run_probe() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            result = run_probe()
+            if result.returncode == 0:
+                break
+            if beat.poll() is not None or time.monotonic() > deadline:
+                beat_log = (tmp_path / "beat.log").read_text()
+                pytest.fail(f"beat never answered its healthcheck: {result.stdout}{result.stderr}\n{beat_log}")
+            time.sleep(1)
+        assert f"celerybeat@{hostname}" in result.stdout
+
+        os.killpg(beat.pid, signal.SIGSTOP)  # hung: alive, never ticking, never answering
+        result = run_probe()
+        assert result.returncode != 0, result.stdout
+    finally:
+        if beat.poll() is None:
+            os.killpg(beat.pid, signal.SIGKILL)
+        beat.wait(timeout=30)
+        log.close()
+        redis.stop()

@@ -8,8 +8,8 @@ from recognition import services
 from recognition.errors import BlankImage, InvalidImage, InvalidStrokes, UnknownLabel, UnsupportedImageType
 from recognition.models import Correction, ModelVersion, Submission
 from recognition.selectors import model_version_get_active
-from tests.site.workers import ROOT, database_url_for_subprocess, venv_env
 from tests.site.conftest import canvas_png
+from tests.site.workers import ROOT, database_url_for_subprocess, venv_env
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.site.helpers import ROOT, run_settings
+
 
 def test_debug_is_off_unless_set_so_a_deployment_without_a_secret_key_does_not_start():
     result = run_settings(debug=None)

@@ -13,8 +13,8 @@ from ml.data import CLASSES
 from recognition import errors, services
 from recognition.models import Correction, Submission, Word
 from tests.site.conftest import png_bytes, token_client
-from tests.site.workers import wait_for
 from tests.site.helpers import word_drawing
+from tests.site.workers import wait_for
 
 WORDS = "/api/v1/words"
 def b64(image: bytes, **extra) -> dict:
