@@ -57,7 +57,9 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
 def canvas_png(width: int = 280, height: int = 280) -> bytes:
     image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
-    draw.line([(width * 0.5, height * 0.15), (width * 0.5, height * 0.85)], fill=(0, 0, 0, 255), width=max(2, height // 14))
+    draw.line(
+        [(width * 0.5, height * 0.15), (width * 0.5, height * 0.85)], fill=(0, 0, 0, 255), width=max(2, height // 14)
+    )
     return encoded(image, "PNG")
 
 
@@ -78,7 +80,9 @@ def noise_png_at_byte_limit() -> bytes:
 def flat_png(width: int, height: int) -> bytes:
     """A tiny file that decodes to width x height pixels (white, one black bar)."""
     image = Image.new("L", (width, height), 255)
-    ImageDraw.Draw(image).rectangle([width // 2 - width // 40, height // 8, width // 2 + width // 40, height * 7 // 8], fill=0)
+    ImageDraw.Draw(image).rectangle(
+        [width // 2 - width // 40, height // 8, width // 2 + width // 40, height * 7 // 8], fill=0
+    )
     return encoded(image, "PNG", optimize=True)
 
 
@@ -114,7 +118,9 @@ def as_json(image: bytes, strokes_json: str | None = None, content_type: str = "
 
 def stroke_points(n: int, strokes: int = 20) -> str:
     per = n // strokes
-    return json.dumps([[[round(10 + (i % 260), 1), round(10 + (k * 13) % 260, 1), i] for i in range(per)] for k in range(strokes)])
+    return json.dumps(
+        [[[round(10 + (i % 260), 1), round(10 + (k * 13) % 260, 1), i] for i in range(per)] for k in range(strokes)]
+    )
 
 
 def cases() -> list[tuple[str, str, bytes, str]]:
@@ -128,14 +134,40 @@ def cases() -> list[tuple[str, str, bytes, str]]:
         ("canvas PNG 280x280 (the page), multipart", SUBMISSIONS, *multipart(canvas_png())),
         (f"noise PNG at the byte limit ({len(noise) / 2**20:.1f} MiB), multipart", SUBMISSIONS, *multipart(noise)),
         (f"noise PNG at the byte limit ({len(noise) / 2**20:.1f} MiB), JSON base64", SUBMISSIONS, *as_json(noise)),
-        (f"{MAX_BYTES / 2**20:.1f} MiB of random bytes as base64 (not an image)", SUBMISSIONS, random_base64_body, "application/json"),
-        ("a body one byte over REQUEST_MAX_BYTES", SUBMISSIONS, b" " * (settings.REQUEST_MAX_BYTES + 1), "application/json"),
+        (
+            f"{MAX_BYTES / 2**20:.1f} MiB of random bytes as base64 (not an image)",
+            SUBMISSIONS,
+            random_base64_body,
+            "application/json",
+        ),
+        (
+            "a body one byte over REQUEST_MAX_BYTES",
+            SUBMISSIONS,
+            b" " * (settings.REQUEST_MAX_BYTES + 1),
+            "application/json",
+        ),
         ("2048x2048 PNG, the pixel limit", SUBMISSIONS, *multipart(flat_png(2048, 2048))),
         ("4000x4000 PNG (24 KiB; refused from the header)", SUBMISSIONS, *multipart(flat_png(4000, 4000))),
-        (f"{MAX_SIDE}x{MAX_SIDE} JPEG at the byte limit (decoded at 1/4 scale)", SUBMISSIONS, *multipart(photo_jpeg(MAX_SIDE), "image/jpeg")),
-        (f"canvas PNG + {MAX_STROKE_POINTS} stroke points (the cap), JSON", SUBMISSIONS, *as_json(canvas_png(), stroke_points(MAX_STROKE_POINTS))),
-        (f"word canvas 900x280 + {MAX_STROKE_POINTS} stroke points, JSON", WORDS, *as_json(canvas_png(900, 280), stroke_points(MAX_STROKE_POINTS))),
-        (f"canvas PNG + {MAX_STROKE_POINTS + 1} points (one over the cap)", SUBMISSIONS, *as_json(canvas_png(), stroke_points(MAX_STROKE_POINTS + 20))),
+        (
+            f"{MAX_SIDE}x{MAX_SIDE} JPEG at the byte limit (decoded at 1/4 scale)",
+            SUBMISSIONS,
+            *multipart(photo_jpeg(MAX_SIDE), "image/jpeg"),
+        ),
+        (
+            f"canvas PNG + {MAX_STROKE_POINTS} stroke points (the cap), JSON",
+            SUBMISSIONS,
+            *as_json(canvas_png(), stroke_points(MAX_STROKE_POINTS)),
+        ),
+        (
+            f"word canvas 900x280 + {MAX_STROKE_POINTS} stroke points, JSON",
+            WORDS,
+            *as_json(canvas_png(900, 280), stroke_points(MAX_STROKE_POINTS)),
+        ),
+        (
+            f"canvas PNG + {MAX_STROKE_POINTS + 1} points (one over the cap)",
+            SUBMISSIONS,
+            *as_json(canvas_png(), stroke_points(MAX_STROKE_POINTS + 20)),
+        ),
         ("1,000,000 stroke points (7 MiB, over the body limit)", SUBMISSIONS, *as_json(canvas_png(), million)),
         (f"300,000 stroke points (1.7 MiB; over {MAX_CONTAINERS} arrays)", SUBMISSIONS, *as_json(canvas_png(), many)),
         ("strokes nested 100,000 deep, JSON", SUBMISSIONS, *as_json(canvas_png(), deep)),
@@ -180,7 +212,9 @@ def main() -> int:
     worst = max(rows, key=lambda r: r["cpu_ms"])
     print(f"worst: {worst['cpu_ms']} ms ({worst['case']}); target {TARGET_MS} ms")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "worst_ms": worst["cpu_ms"], "target_ms": TARGET_MS}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "worst_ms": worst["cpu_ms"], "target_ms": TARGET_MS}, indent=2)
+        )
     return 0 if worst["cpu_ms"] <= TARGET_MS else 1
 
 

@@ -54,14 +54,19 @@ def measure(name: str, model: keras.Model) -> None:
         t = time.perf_counter()
         call(x[k : k + 1]).numpy()
         singles.append(time.perf_counter() - t)
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False
+    )
     y = np.random.default_rng(1).integers(0, 62, 4096)
     model.fit(x[:1024], y[:1024], batch_size=256, verbose=0)
     t = time.perf_counter()
     model.fit(x, y, batch_size=256, verbose=0)
     train = 4096 / (time.perf_counter() - t)
-    print(f"{name:32s} params {model.count_params():>9,}  batch {batch:6.0f} img/s  "
-          f"single {1000 * np.median(singles):.2f} ms  train {train:5.0f} img/s", flush=True)
+    print(
+        f"{name:32s} params {model.count_params():>9,}  batch {batch:6.0f} img/s  "
+        f"single {1000 * np.median(singles):.2f} ms  train {train:5.0f} img/s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

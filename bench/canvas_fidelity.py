@@ -43,7 +43,9 @@ def main() -> int:
     parser.add_argument("--data-dir", default="../shared/data/emnist")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--by-stroke", action="store_true", help="also the gap per stroke width, and the pairs behind it")
+    parser.add_argument(
+        "--by-stroke", action="store_true", help="also the gap per stroke width, and the pairs behind it"
+    )
     args = parser.parse_args()
     images, labels = load_validation(args.data_dir)
     rng = np.random.default_rng(args.seed)
@@ -53,8 +55,10 @@ def main() -> int:
     raw_read = predictor.probabilities(images).argmax(axis=1)
     raw = raw_read == labels
     canvas = read_drawings(predictor, images, rng) == labels
-    print(f"n={len(labels)}  raw 28x28 top1 {raw.mean():.2%}  canvas PNG top1 {canvas.mean():.2%}  "
-          f"gap {100 * (raw.mean() - canvas.mean()):+.2f} points")
+    print(
+        f"n={len(labels)}  raw 28x28 top1 {raw.mean():.2%}  canvas PNG top1 {canvas.mean():.2%}  "
+        f"gap {100 * (raw.mean() - canvas.mean()):+.2f} points"
+    )
     if not args.by_stroke:
         return 0
     for index, stroke in enumerate(STROKES):

@@ -86,7 +86,9 @@ def run(args) -> int:
     for overrides in args.configs:
         config = FinetuneConfig(**json.loads(overrides))
         started = time.perf_counter()
-        result = finetune(parent, d["corr_images"][~held], d["corr_labels"][~held], replay, config, log_stream=sys.stderr)
+        result = finetune(
+            parent, d["corr_images"][~held], d["corr_labels"][~held], replay, config, log_stream=sys.stderr
+        )
         seconds = time.perf_counter() - started
         after = score(result.model)
         line = {

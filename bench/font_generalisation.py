@@ -95,7 +95,12 @@ def evaluate_model(model_path: str, images: np.ndarray, upright: bool = False) -
 
 
 def report(probs: np.ndarray, labels: np.ndarray, index: np.ndarray, families: list) -> dict:
-    out = {"overall": score(probs, labels), "by_style": {}, "by_family": {}, "worst_classes": worst_classes(probs, labels)}
+    out = {
+        "overall": score(probs, labels),
+        "by_style": {},
+        "by_family": {},
+        "worst_classes": worst_classes(probs, labels),
+    }
     for style in sorted({f.style for f in families}):
         rows = np.isin(index, [i for i, f in enumerate(families) if f.style == style])
         out["by_style"][style] = score(probs[rows], labels[rows])
@@ -118,7 +123,9 @@ def line(name: str, s: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ml/artifacts/emnist_cnn.keras")
-    parser.add_argument("--reference", help="a model taking upright input scored on the same drawings (shared/peers' .h5)")
+    parser.add_argument(
+        "--reference", help="a model taking upright input scored on the same drawings (shared/peers' .h5)"
+    )
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"))
     parser.add_argument("--per-class", type=int, default=10, help="drawings of each character per family")
     parser.add_argument("--seed", type=int, default=EVAL_SEED)
@@ -148,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             print(line(f"{style} ({s['families']} families)", s))
         for family, s in figures["by_family"].items():
             print(line(f"  {family} [{s['style']}]", s))
-        print("worst classes: " + ", ".join(
-            f"{w['class']} {w['lookalike']:.0%} (as {w['read_as']})" for w in figures["worst_classes"]
-        ))
+        print(
+            "worst classes: "
+            + ", ".join(f"{w['class']} {w['lookalike']:.0%} (as {w['read_as']})" for w in figures["worst_classes"])
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))

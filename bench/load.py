@@ -25,6 +25,7 @@ request failed or a row is missing or unpredicted.
 """
 
 import argparse
+import http.client
 import io
 import json
 import os
@@ -38,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import http.client
 import urllib.request
 from pathlib import Path
 
@@ -165,7 +165,9 @@ def multipart(png: bytes) -> bytes:
     strokes = json.dumps([[[140, 40, 0], [140, 240, 120]]])
     parts = [
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="drawing.png"\r\n'
-        f"Content-Type: image/png\r\n\r\n".encode() + png + b"\r\n",
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + png
+        + b"\r\n",
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="strokes"\r\n\r\n{strokes}\r\n'.encode(),
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="source"\r\n\r\ncanvas\r\n'.encode(),
         f"--{BOUNDARY}--\r\n".encode(),
@@ -185,7 +187,9 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "") -> tuple[int, bytes, float]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = ""
+    ) -> tuple[int, bytes, float]:
         unsafe = method not in ("GET", "HEAD", "OPTIONS")
         if unsafe and "csrftoken" not in self.cookies:
             self.request("GET", "/")
@@ -286,11 +290,15 @@ def run_phase(clients: list[Client], total: int, make_request, on_done=None, cpu
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server (no database name)")
+    parser.add_argument(
+        "--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server (no database name)"
+    )
     parser.add_argument("--db", default="emnist_bench")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--c1-requests", type=int, default=500)
-    parser.add_argument("--predictions", type=int, default=10000, help="POSTs at --concurrency (RSS sampled every 1000)")
+    parser.add_argument(
+        "--predictions", type=int, default=10000, help="POSTs at --concurrency (RSS sampled every 1000)"
+    )
     parser.add_argument("--reads", type=int, default=5000)
     parser.add_argument("--web-command", default="", help="override the gunicorn part of compose's web command")
     parser.add_argument("--worker-args", default="", help="extra arguments appended to compose's worker command")
@@ -324,7 +332,10 @@ def main() -> int:
         admin_sql(f'CREATE DATABASE "{args.db}"')
 
         redis_port, web_port = free_port(), free_port()
-        procs.start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        procs.start(
+            "redis",
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        )
         env = dict(os.environ)
         for key in ("CELERY_TASK_ALWAYS_EAGER", "TEST_DATABASE_URL", "DJANGO_SETTINGS_MODULE"):
             env.pop(key, None)
@@ -352,9 +363,13 @@ def main() -> int:
         shell, flag, script = compose_command("web")
         script = script.replace("0.0.0.0:8000", f"127.0.0.1:{web_port}")
         # Its own gunicorn control socket, not the one compose's path would share with others.
-        script = script.replace("/tmp/gunicorn-web.ctl", os.path.join(tempfile.mkdtemp(prefix="emnist-bench-"), "gunicorn.ctl"))
+        script = script.replace(
+            "/tmp/gunicorn-web.ctl", os.path.join(tempfile.mkdtemp(prefix="emnist-bench-"), "gunicorn.ctl")
+        )
         if args.web_command:
-            script = script[: script.index("exec gunicorn")] + "exec " + args.web_command.replace("{port}", str(web_port))
+            script = (
+                script[: script.index("exec gunicorn")] + "exec " + args.web_command.replace("{port}", str(web_port))
+            )
         report["web_command"] = script
         web = procs.start("web", [shell, flag, script], env)
         worker_argv = compose_command("worker") + args.worker_args.split()

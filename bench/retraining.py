@@ -65,7 +65,10 @@ def writer(model, data, args) -> tuple[np.ndarray, np.ndarray, list[tuple[np.nda
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     fresh_rows = rng.permutation(len(data.val_images))[: args.fresh]
-    fresh_images, fresh_labels = style_set(data.val_images[fresh_rows], args.rotate, args.wide), data.val_labels[fresh_rows]
+    fresh_images, fresh_labels = (
+        style_set(data.val_images[fresh_rows], args.rotate, args.wide),
+        data.val_labels[fresh_rows],
+    )
     print(f"{len(fresh_rows)} fresh style images made in {time.perf_counter() - t0:.0f}s", flush=True)
     exact = np.flatnonzero(data.train_exact)
     candidates = rng.permutation(exact)
@@ -87,9 +90,13 @@ def writer(model, data, args) -> tuple[np.ndarray, np.ndarray, list[tuple[np.nda
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ml/artifacts/emnist_cnn.keras")
-    parser.add_argument("--data-dir", default=os.getenv("EMNIST_DATA_DIR", str(ROOT.parent / "shared" / "data" / "emnist")))
+    parser.add_argument(
+        "--data-dir", default=os.getenv("EMNIST_DATA_DIR", str(ROOT.parent / "shared" / "data" / "emnist"))
+    )
     parser.add_argument("--corrections", type=int, default=1000, help="how many misread characters the writer corrects")
-    parser.add_argument("--rotate", type=float, default=-30.0, help="degrees the writer's letters are turned (negative: lean right)")
+    parser.add_argument(
+        "--rotate", type=float, default=-30.0, help="degrees the writer's letters are turned (negative: lean right)"
+    )
     parser.add_argument("--wide", type=float, default=1.6, help="how much wider than EMNIST the writer's letters are")
     parser.add_argument("--fresh", type=int, default=4000, help="validation images drawn in the style to measure on")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")

@@ -40,8 +40,12 @@ def main() -> int:
     parser.add_argument("--data-dir", default="../shared/data/emnist")
     parser.add_argument("--words", type=int, default=1500)
     parser.add_argument("--length", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"))
-    parser.add_argument("--size", type=int, nargs=2, default=(60, 160), metavar=("MIN", "MAX"), help="px for a 28 px frame")
-    parser.add_argument("--gap", type=float, nargs=2, default=(0.15, 0.6), metavar=("MIN", "MAX"), help="x mean ink size")
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(60, 160), metavar=("MIN", "MAX"), help="px for a 28 px frame"
+    )
+    parser.add_argument(
+        "--gap", type=float, nargs=2, default=(0.15, 0.6), metavar=("MIN", "MAX"), help="x mean ink size"
+    )
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
 
@@ -94,15 +98,29 @@ def main() -> int:
     segmented_chars = sum(len(rows) for rows, c in zip(words, piece_counts) if c == len(rows))
 
     char_acc = chars_right / chars_total
-    print(f"model {args.model}; {len(words)} words of {args.length[0]}-{args.length[1]} characters ({chars_total} characters), seed {args.seed}")
-    print(f"character size {args.size[0]}-{args.size[1]} px a 28 px frame; gap {args.gap[0]}-{args.gap[1]} x mean ink size")
-    print(f"segmentation (image only): {segmented}/{len(words)} words split right; "
-          f"{len(words) - segmented} failures ({split_more} too many pieces, {split_fewer} too few); "
-          f"median {1000 * np.median(seconds):.1f} ms a word (decode + segment + preprocess)")
-    print(f"character accuracy, words:          {char_acc:.2%}   (on rightly split words: {chars_right / max(segmented_chars, 1):.2%})")
-    print(f"character accuracy, one per canvas: {single_right.mean():.2%}   gap {100 * (single_right.mean() - char_acc):+.2f} points")
+    print(
+        f"model {args.model}; {len(words)} words of {args.length[0]}-{args.length[1]} characters "
+        f"({chars_total} characters), seed {args.seed}"
+    )
+    print(
+        f"character size {args.size[0]}-{args.size[1]} px a 28 px frame; gap {args.gap[0]}-{args.gap[1]} x mean ink size"
+    )
+    print(
+        f"segmentation (image only): {segmented}/{len(words)} words split right; "
+        f"{len(words) - segmented} failures ({split_more} too many pieces, {split_fewer} too few); "
+        f"median {1000 * np.median(seconds):.1f} ms a word (decode + segment + preprocess)"
+    )
+    print(
+        f"character accuracy, words:          {char_acc:.2%}   (on rightly split words: {chars_right / max(segmented_chars, 1):.2%})"
+    )
+    print(
+        f"character accuracy, one per canvas: {single_right.mean():.2%}   gap {100 * (single_right.mean() - char_acc):+.2f} points"
+    )
     print(f"character accuracy, raw 28x28:      {raw_right.mean():.2%}")
-    print(f"whole-word accuracy:                {words_right / len(words):.2%}   (same characters one per canvas: {single_words_right / len(words):.2%})")
+    print(
+        f"whole-word accuracy:                {words_right / len(words):.2%}   "
+        f"(same characters one per canvas: {single_words_right / len(words):.2%})"
+    )
     assert len(CLASSES) == predictor.probabilities(images[:1]).shape[1]
     return 0
 

@@ -284,7 +284,9 @@ class EmnistData:
         This is the distribution the site's users resemble; the other files are not
         (MNIST and Digits add only digits, Letters is balanced).
         """
-        rows = self.train_allowed[self.train_split == EXACT_SPLIT] if self.train_split is not None else self.train_allowed
+        rows = (
+            self.train_allowed[self.train_split == EXACT_SPLIT] if self.train_split is not None else self.train_allowed
+        )
         counts = np.bincount(rows.argmax(axis=1), minlength=NUM_CLASSES).astype(np.float64)
         return counts / max(counts.sum(), 1.0)
 

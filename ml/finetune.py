@@ -173,7 +173,9 @@ class _PullToParent(keras.callbacks.Callback):
             variable.assign(variable - self.rate * (variable - target))
 
 
-def recalibrate_prior(model: keras.Model, images: np.ndarray, allowed: np.ndarray, target: np.ndarray | None = None) -> dict:
+def recalibrate_prior(
+    model: keras.Model, images: np.ndarray, allowed: np.ndarray, target: np.ndarray | None = None
+) -> dict:
     """Shift the output bias so the mean predicted class distribution on ``images`` matches a target.
 
     Args:
@@ -260,7 +262,9 @@ def finetune(
         soft = predict_probs(parent, replay_images[replay_rows.ravel()]).astype(np.float32).reshape(replay_mask.shape)
     else:
         soft = replay_mask / replay_mask.sum(axis=2, keepdims=True)
-    replay_y = np.concatenate([replay_mask, soft, np.full((steps, replay_per_batch, 1), config.distill, np.float32)], axis=2)
+    replay_y = np.concatenate(
+        [replay_mask, soft, np.full((steps, replay_per_batch, 1), config.distill, np.float32)], axis=2
+    )
     # Each block of batch_size rows is one batch with exactly the chosen share of corrections.
     x = np.concatenate([corr_x, replay_x], axis=1).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
     y = np.concatenate([corr_y, replay_y], axis=1).reshape(-1, 2 * NUM_CLASSES + 1)
@@ -298,9 +302,7 @@ def finetune(
     model = _copy_model(model)  # a plain model again: no optimizer state, nothing frozen
     if config.interpolate < 1:
         # Both models come from one config, so their weights line up one to one.
-        model.set_weights(
-            [p + config.interpolate * (w - p) for p, w in zip(parent.get_weights(), model.get_weights())]
-        )
+        model.set_weights([p + config.interpolate * (w - p) for p, w in zip(parent.get_weights(), model.get_weights())])
 
     summary = {
         "config": asdict(config),
@@ -316,6 +318,10 @@ def finetune(
         target = predict_probs(parent, cal_images).mean(axis=0) if config.recalibration_target == "parent" else None
         shift = recalibrate_prior(model, cal_images, cal_allowed, target)
         summary["prior_recalibration"] = {"rows": int(n_cal), "target": config.recalibration_target, **shift}
-        print(f"prior recalibrated on {n_cal} replay rows, max bias shift {shift['max_abs_shift']:.3f}", file=log_stream, flush=True)
+        print(
+            f"prior recalibrated on {n_cal} replay rows, max bias shift {shift['max_abs_shift']:.3f}",
+            file=log_stream,
+            flush=True,
+        )
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return FinetuneResult(model=model, summary=summary)

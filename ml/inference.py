@@ -74,7 +74,9 @@ class Predictor:
         self._lite_batch = None
         if self._lite is not None:
             if batch_threads is None:
-                batch_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+                batch_threads = (
+                    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+                )
             self._lite_batch = _lite_interpreter(blob, batch_threads, batch=LITE_BATCH)
             if self._lite_batch is not None and not self._lite_batch_agrees():
                 logger.warning("%s: the batch Lite interpreter disagrees with Keras; batches use tf.function", path)
@@ -111,7 +113,9 @@ class Predictor:
         return softmax(logits, dtype=np.float32)
 
     def _lite_batch_agrees(self) -> bool:
-        probe = np.random.default_rng(1).integers(0, 256, size=(LITE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 1)).astype(np.float32)
+        probe = (
+            np.random.default_rng(1).integers(0, 256, size=(LITE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 1)).astype(np.float32)
+        )
         return self._matches_keras(probe, self._lite_batch_probabilities(probe))
 
     def _check_process(self) -> None:

@@ -82,7 +82,7 @@ class RandomDistortion(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     @classmethod
-    def scaled(cls, strength: float, seed: int | None = None) -> "RandomDistortion":
+    def scaled(cls, strength: float, seed: int | None = None) -> RandomDistortion:
         """The default distortion ranges multiplied by ``strength`` (0 = none)."""
         return cls(
             rotation_deg=12.0 * strength,
@@ -160,7 +160,9 @@ def _bilinear_sample(images, rows, cols):
         for dc in (0, 1):
             r, c = r0 + dr, c0 + dc
             weight = (1 - ops.abs(rows - r)) * (1 - ops.abs(cols - c))
-            inside = (r >= 0) & (r <= ops.cast(height - 1, "float32")) & (c >= 0) & (c <= ops.cast(width - 1, "float32"))
+            inside = (
+                (r >= 0) & (r <= ops.cast(height - 1, "float32")) & (c >= 0) & (c <= ops.cast(width - 1, "float32"))
+            )
             ri = ops.cast(ops.clip(r, 0, height - 1), "int32")
             ci = ops.cast(ops.clip(c, 0, width - 1), "int32")
             values = ops.take(flat, base + ri * width + ci)

@@ -23,7 +23,7 @@ def morph_array(a: np.ndarray, radius: int, op) -> np.ndarray:
     # Along each axis: the running op over a window of 2r+1, as views of one zero-padded copy.
     padded = np.zeros((rows + 2 * radius, cols), dtype=a.dtype)
     padded[radius : radius + rows] = a
-    out = padded[: rows].copy()
+    out = padded[:rows].copy()
     for shift in range(1, 2 * radius + 1):
         op(out, padded[shift : shift + rows], out=out)
     padded = np.zeros((rows, cols + 2 * radius), dtype=a.dtype)

@@ -108,9 +108,7 @@ def segment_ink(ink: np.ndarray, strokes=None, *, max_characters: int = MAX_CHAR
     if not pieces:
         raise BlankImageError("the image is blank: nothing is drawn on it")
     if len(pieces) > max_characters:
-        raise TooManyCharactersError(
-            f"found {len(pieces)} characters; a word may have at most {max_characters}"
-        )
+        raise TooManyCharactersError(f"found {len(pieces)} characters; a word may have at most {max_characters}")
     return Segmentation(pieces=pieces, method=method, width=width, height=height, stroke_scale=used_scale)
 
 

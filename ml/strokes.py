@@ -96,7 +96,10 @@ def _pieces_from_scaled(ink: np.ndarray, inked: np.ndarray, strokes: list[np.nda
     pen = max(stroke_width(inked), 1.0)
     radius = pen / 2
     boxes = np.array(
-        [[p[:, 0].min() - radius, p[:, 1].min() - radius, p[:, 0].max() + radius, p[:, 1].max() + radius] for p in strokes]
+        [
+            [p[:, 0].min() - radius, p[:, 1].min() - radius, p[:, 0].max() + radius, p[:, 1].max() + radius]
+            for p in strokes
+        ]
     )
     # Every stroke counts as a full element for the speck rule: its ink is what it covers.
     lengths = np.array([np.hypot(*np.diff(p, axis=0).T).sum() + pen for p in strokes]) * pen

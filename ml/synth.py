@@ -40,7 +40,9 @@ def render_canvas_ink(
     return out
 
 
-def render_character_ink(image: np.ndarray, rng: np.random.Generator, size: int, stroke: str | None = None) -> np.ndarray:
+def render_character_ink(
+    image: np.ndarray, rng: np.random.Generator, size: int, stroke: str | None = None
+) -> np.ndarray:
     """One uint8 (28, 28) EMNIST image as canvas-like ink, float32 (size, size), upright, 0..1.
 
     Upscaled to ``size`` px, strokes thinned or thickened (``stroke``: one of ``STROKES``;

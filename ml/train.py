@@ -190,7 +190,9 @@ def font_rows(total: int, config: TrainConfig, work_dir: str | Path) -> tuple[np
         images, labels, _ = render_families(
             [(f.name, str(f.path)) for f in families], per_class, seed=config.seed, workers=min(2, os.cpu_count() or 1)
         )
-        print(f"font renderings: {len(images)} rows of {len(families)} families in {time.perf_counter() - started:.0f}s")
+        print(
+            f"font renderings: {len(images)} rows of {len(families)} families in {time.perf_counter() - started:.0f}s"
+        )
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, images=images, labels=labels)
     return images, np.eye(NUM_CLASSES, dtype=bool)[labels], names

@@ -65,11 +65,33 @@ class CorrectionInline(admin.TabularInline):
 
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
-    list_display = ("thumbnail", "id", "predicted_label", "confidence", "status", "source", "model_version", "owner", "created_at")
+    list_display = (
+        "thumbnail",
+        "id",
+        "predicted_label",
+        "confidence",
+        "status",
+        "source",
+        "model_version",
+        "owner",
+        "created_at",
+    )
     list_filter = ("status", ConfidenceFilter, "predicted_label", "source", "model_version", "created_at")
     search_fields = ("id", "predicted_label", "client_id", "owner__username", "corrections__label")
     date_hierarchy = "created_at"
-    readonly_fields = ("thumbnail_large", "original", "id", "top_k", "latency_ms", "attempts", "word", "position", "created_at", "predicted_at", "error")
+    readonly_fields = (
+        "thumbnail_large",
+        "original",
+        "id",
+        "top_k",
+        "latency_ms",
+        "attempts",
+        "word",
+        "position",
+        "created_at",
+        "predicted_at",
+        "error",
+    )
     exclude = ("image", "input28")
     inlines = [CorrectionInline]
     list_select_related = ("model_version", "owner")
@@ -131,7 +153,20 @@ class WordAdmin(admin.ModelAdmin):
     list_filter = ("segmentation", "source", "created_at")
     search_fields = ("id", "client_id", "owner__username")
     date_hierarchy = "created_at"
-    readonly_fields = ("drawing", "id", "text", "status", "segmentation", "boxes", "width", "height", "source", "owner", "client_id", "created_at")
+    readonly_fields = (
+        "drawing",
+        "id",
+        "text",
+        "status",
+        "segmentation",
+        "boxes",
+        "width",
+        "height",
+        "source",
+        "owner",
+        "client_id",
+        "created_at",
+    )
     exclude = ("image", "strokes")
     inlines = [CharacterInline]
     list_select_related = ("owner",)
@@ -150,7 +185,16 @@ class WordAdmin(admin.ModelAdmin):
 
 @admin.register(Correction)
 class CorrectionAdmin(admin.ModelAdmin):
-    list_display = ("thumbnail", "submission_prediction", "label", "status", "reviewer", "auto_rule", "reviewed_at", "created_at")
+    list_display = (
+        "thumbnail",
+        "submission_prediction",
+        "label",
+        "status",
+        "reviewer",
+        "auto_rule",
+        "reviewed_at",
+        "created_at",
+    )
     list_filter = ("status", "auto_rule", "label", "submission__model_version", "created_at")
     search_fields = ("label", "submission__id", "submission__predicted_label")
     date_hierarchy = "created_at"
@@ -188,7 +232,9 @@ class CorrectionAdmin(admin.ModelAdmin):
             correction_ids=list(queryset.values_list("id", flat=True)), reviewer=request.user, status=status
         )
         skipped = queryset.count() - changed
-        self.message_user(request, f"{changed} correction(s) {status}; {skipped} already reviewed, left alone.", messages.SUCCESS)
+        self.message_user(
+            request, f"{changed} correction(s) {status}; {skipped} already reviewed, left alone.", messages.SUCCESS
+        )
 
     @admin.action(description="Approve selected corrections", permissions=["change"])
     def approve(self, request, queryset):
@@ -260,25 +306,46 @@ class RetrainingStartMixin:
 
     def get_urls(self):
         name = f"{self.model._meta.app_label}_{self.model._meta.model_name}_start_retraining"
-        return [path("start-retraining/", self.admin_site.admin_view(self.start_retraining_view), name=name), *super().get_urls()]
+        return [
+            path("start-retraining/", self.admin_site.admin_view(self.start_retraining_view), name=name),
+            *super().get_urls(),
+        ]
 
     def start_retraining_view(self, request):
         changelist = reverse(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_changelist")
         if request.method != "POST" or not request.user.has_perm("recognition.add_trainingrun"):
-            self.message_user(request, "Starting a run needs a POST by a user allowed to add training runs.", messages.ERROR)
+            self.message_user(
+                request, "Starting a run needs a POST by a user allowed to add training runs.", messages.ERROR
+            )
             return HttpResponseRedirect(changelist)
         retraining_start(request)
-        self.message_user(request, "Retraining run queued on the training queue; it appears under Training runs.", messages.SUCCESS)
+        self.message_user(
+            request, "Retraining run queued on the training queue; it appears under Training runs.", messages.SUCCESS
+        )
         return HttpResponseRedirect(changelist)
 
 
 def _json_block(value) -> str:
-    return format_html("<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>", json.dumps(value, indent=1, sort_keys=True))
+    return format_html(
+        "<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>",
+        json.dumps(value, indent=1, sort_keys=True),
+    )
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
-    list_display = ("name", "status", "top1", "top3", "held_back", "gates", "loads", "parent", "created_at", "activated_at")
+    list_display = (
+        "name",
+        "status",
+        "top1",
+        "top3",
+        "held_back",
+        "gates",
+        "loads",
+        "parent",
+        "created_at",
+        "activated_at",
+    )
     list_filter = ("status",)
     readonly_fields = (
         "created_at",
@@ -346,10 +413,13 @@ class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
         if not per_class:
             return "-"
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{:.3f}</td><td>{:.3f}</td><td>{}</td></tr>",
+            "",
+            "<tr><td>{}</td><td>{:.3f}</td><td>{:.3f}</td><td>{}</td></tr>",
             ((c, m["recall"], m["precision"], m["support"]) for c, m in per_class.items()),
         )
-        return format_html("<table><tr><th>class</th><th>recall</th><th>precision</th><th>support</th></tr>{}</table>", rows)
+        return format_html(
+            "<table><tr><th>class</th><th>recall</th><th>precision</th><th>support</th></tr>{}</table>", rows
+        )
 
     @admin.display(description="confusion matrix (validation split)")
     def confusion_matrix_image(self, obj):
@@ -384,7 +454,18 @@ class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
 class TrainingRunAdmin(RetrainingStartMixin, admin.ModelAdmin):
     list_display = ("id", "reason", "status", "result", "outcome", "duration_seconds", "created_at", "finished_at")
     list_filter = ("status", "reason")
-    readonly_fields = ("reason", "status", "result", "created_at", "started_at", "finished_at", "duration_seconds", "error", "summary_view", "log_view")
+    readonly_fields = (
+        "reason",
+        "status",
+        "result",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "error",
+        "summary_view",
+        "log_view",
+    )
     exclude = ("log", "summary")
 
     def has_add_permission(self, request):

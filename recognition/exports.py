@@ -89,7 +89,15 @@ def corrections_export_zip(corrections) -> bytes:
             Image.fromarray(image.T, mode="L").save(png, format="PNG")
             archive.writestr(name, png.getvalue())
             writer.writerow(
-                [name, c.label, int(label), c.id, str(c.submission_id), c.submission.predicted_label, c.reviewed_at.isoformat() if c.reviewed_at else ""]
+                [
+                    name,
+                    c.label,
+                    int(label),
+                    c.id,
+                    str(c.submission_id),
+                    c.submission.predicted_label,
+                    c.reviewed_at.isoformat() if c.reviewed_at else "",
+                ]
             )
         archive.writestr("labels.csv", table.getvalue())
         if skipped:

@@ -96,7 +96,9 @@ class Submission(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["word", "position"], condition=Q(word__isnull=False), name="one_character_per_word_position"),
+            models.UniqueConstraint(
+                fields=["word", "position"], condition=Q(word__isnull=False), name="one_character_per_word_position"
+            ),
         ]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="submission_owner_recent"),

@@ -20,9 +20,7 @@ def staff_has_perm(user, perm: str) -> bool:
 
     ``is_staff`` is asked first: a visitor or a plain user costs no permission query.
     """
-    return bool(
-        user is not None and user.is_authenticated and user.is_active and user.is_staff and user.has_perm(perm)
-    )
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff and user.has_perm(perm))
 
 
 class CanViewCorrections(BasePermission):

@@ -64,7 +64,8 @@ class AutoSchema(SpectacularAutoSchema):
         if unsafe or restricted:
             errors["403"] = error(
                 "CSRF check failed (a request with the session cookie needs the X-CSRFToken header)"
-                if unsafe else "Not allowed for this user."
+                if unsafe
+                else "Not allowed for this user."
             )
         if unsafe and self.method != "DELETE":
             errors["413"] = error("Request body over the size limit (checked from Content-Length).")

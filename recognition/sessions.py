@@ -70,4 +70,6 @@ class SessionStore(cached_db.SessionStore):
         try:
             self._cache.delete(self.cache_key_prefix + session_key)
         except Exception as exc:  # noqa: BLE001 - see CACHE_SECONDS
-            logger.warning("session cache unavailable; a cached copy may outlive this logout by %d s: %s", CACHE_SECONDS, exc)
+            logger.warning(
+                "session cache unavailable; a cached copy may outlive this logout by %d s: %s", CACHE_SECONDS, exc
+            )

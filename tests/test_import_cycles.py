@@ -129,7 +129,9 @@ def test_the_package_has_no_import_cycles(package):
 
 def test_ml_imports_nothing_of_recognition():
     graph = import_graph(ROOT)
-    assert {(m, t) for m, targets in graph.items() if m.startswith("ml") for t in targets if t.startswith("recognition")} == set()
+    assert {
+        (m, t) for m, targets in graph.items() if m.startswith("ml") for t in targets if t.startswith("recognition")
+    } == set()
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

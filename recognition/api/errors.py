@@ -27,7 +27,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from recognition.errors import RecognitionError
 
-DATABASE_UNAVAILABLE = {"detail": "The database is unavailable; try again in a few seconds.", "code": "database_unavailable"}
+DATABASE_UNAVAILABLE = {
+    "detail": "The database is unavailable; try again in a few seconds.",
+    "code": "database_unavailable",
+}
 # Long enough for a restarting database, short enough that a client's retry is not kept waiting.
 RETRY_AFTER_SECONDS = "5"
 
@@ -58,7 +61,7 @@ def exception_handler(exc, context):
 
 
 def _validation_summary(errors) -> str:
-    """"field: message" for the first message of a (nested) DRF validation error."""
+    """ "field: message" for the first message of a (nested) DRF validation error."""
     path = []
     while isinstance(errors, (dict, list)) and errors:
         if isinstance(errors, dict):

@@ -59,7 +59,9 @@ class LabelField(StrictCharField):
 
 # A drawing sent as JSON; recognition.api.inputs decodes it (multipart is DRAWING_UPLOAD).
 class DrawingInputSerializer(serializers.Serializer):
-    image_base64 = Base64Field(help_text="A base64 image, optionally as a data URL (data:image/png;base64,...); line breaks are allowed.")
+    image_base64 = Base64Field(
+        help_text="A base64 image, optionally as a data URL (data:image/png;base64,...); line breaks are allowed."
+    )
     content_type = StrictCharField(required=False, help_text="Defaults to the data URL's type, else image/png.")
     strokes = serializers.JSONField(required=False, allow_null=True, help_text="[[[x, y, t], ...], ...]")
     source = serializers.ChoiceField(choices=Submission.Source.choices, required=False)
@@ -120,11 +122,15 @@ class SubmissionOutputSerializer(serializers.Serializer):
     model_version = serializers.IntegerField(source="model_version_id", allow_null=True)
     latency_ms = serializers.FloatField(allow_null=True)
     error = serializers.CharField()
-    input_image = serializers.SerializerMethodField(help_text="The 28x28 image the model saw, upright, as a PNG data URL.")
+    input_image = serializers.SerializerMethodField(
+        help_text="The 28x28 image the model saw, upright, as a PNG data URL."
+    )
     correction = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     predicted_at = serializers.DateTimeField(allow_null=True)
-    word = serializers.UUIDField(source="word_id", allow_null=True, help_text="The word this is a character of, if any.")
+    word = serializers.UUIDField(
+        source="word_id", allow_null=True, help_text="The word this is a character of, if any."
+    )
     position = serializers.IntegerField(allow_null=True, help_text="Its place in the word, from 0 (left).")
 
     def get_url(self, obj) -> str:
@@ -149,7 +155,9 @@ class SubmissionOutputSerializer(serializers.Serializer):
             "source": str(obj.source),
             "predicted_label": optional(str, obj.predicted_label),
             "confidence": optional(float, obj.confidence),
-            "top_k": optional(lambda top: [{"label": str(p["label"]), "probability": float(p["probability"])} for p in top], obj.top_k),
+            "top_k": optional(
+                lambda top: [{"label": str(p["label"]), "probability": float(p["probability"])} for p in top], obj.top_k
+            ),
             "model_version": optional(int, obj.model_version_id),
             "latency_ms": optional(float, obj.latency_ms),
             "error": optional(str, obj.error),
@@ -176,8 +184,12 @@ class WordOutputSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
     # A plain string, as on submissions (a ChoiceField would add a "StatusEnum" to the schema).
     status = serializers.CharField(help_text="pending while any character is; failed if any failed; else predicted.")
-    text = serializers.CharField(help_text='The predicted label of each character in order; "?" for one not predicted (yet).')
-    corrected_text = serializers.SerializerMethodField(help_text="`text` with each character's latest correction (not rejected) applied.")
+    text = serializers.CharField(
+        help_text='The predicted label of each character in order; "?" for one not predicted (yet).'
+    )
+    corrected_text = serializers.SerializerMethodField(
+        help_text="`text` with each character's latest correction (not rejected) applied."
+    )
     source = serializers.CharField()
     segmentation = serializers.CharField(help_text="How the drawing was split: strokes, or components (image only).")
     width = serializers.IntegerField()
@@ -220,7 +232,8 @@ LABELS = inline_serializer(
             help_text="Labels that handwriting makes hard to tell apart (o/O/0, l/I/1, s/S, ...), one list per group.",
         ),
         "lookalike_pairs": serializers.ListField(
-            child=serializers.ListField(child=serializers.CharField()), help_text="The pairs the groups are joined from."
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="The pairs the groups are joined from.",
         ),
     },
 )

@@ -11,7 +11,11 @@ app_name = "api"
 urlpatterns = [
     path("submissions", views.SubmissionCollectionApi.as_view(), name="submissions"),
     path("submissions/<str:submission_id>", views.SubmissionDetailApi.as_view(), name="submission-detail"),
-    path("submissions/<str:submission_id>/correction", views.SubmissionCorrectionApi.as_view(), name="submission-correction"),
+    path(
+        "submissions/<str:submission_id>/correction",
+        views.SubmissionCorrectionApi.as_view(),
+        name="submission-correction",
+    ),
     path("words", views.WordCollectionApi.as_view(), name="words"),
     path("words/<str:word_id>", views.WordDetailApi.as_view(), name="word-detail"),
     path("corrections/export", views.CorrectionExportApi.as_view(), name="correction-export"),

@@ -70,7 +70,9 @@ class SubmissionCollectionApi(APIView):
     parser_classes = [MultiPartParser, BoundedJSONParser]
     throttle_classes = throttles.WRITE
 
-    @paginated_list_schema(operation_id="submissions_list", name="PaginatedSubmissionList", item_serializer=SubmissionOutputSerializer)
+    @paginated_list_schema(
+        operation_id="submissions_list", name="PaginatedSubmissionList", item_serializer=SubmissionOutputSerializer
+    )
     def get(self, request):
         submissions = selectors.submission_list_visible(user=request.user, client_id=client_id_get(request))
         return paginated_list(self, request, submissions.defer("image"), SubmissionOutputSerializer)
@@ -101,7 +103,9 @@ class SubmissionCollectionApi(APIView):
 
 
 class SubmissionDetailApi(APIView):
-    @extend_schema(responses={200: SubmissionOutputSerializer, 404: OpenApiResponse(description="Not yours or not there.")})
+    @extend_schema(
+        responses={200: SubmissionOutputSerializer, 404: OpenApiResponse(description="Not yours or not there.")}
+    )
     def get(self, request, submission_id):
         submission = selectors.submission_get_visible(
             submission_id=submission_id, user=request.user, client_id=client_id_get(request)
@@ -117,7 +121,9 @@ class SubmissionCorrectionApi(APIView):
         responses={
             201: CorrectionOutputSerializer,
             400: OpenApiResponse(description="Unknown label."),
-            403: OpenApiResponse(description="Someone else's submission, seen by staff without the add correction permission; or a CSRF failure."),
+            403: OpenApiResponse(
+                description="Someone else's submission, seen by staff without the add correction permission; or a CSRF failure."
+            ),
             404: OpenApiResponse(description="Not yours or not there."),
         },
     )
@@ -183,7 +189,9 @@ class WordDetailApi(APIView):
 class LabelListApi(APIView):
     @extend_schema(responses=LABELS)
     def get(self, request):
-        return Response({"labels": list(labels()), "lookalike_groups": lookalike_groups(), "lookalike_pairs": lookalike_pairs()})
+        return Response(
+            {"labels": list(labels()), "lookalike_groups": lookalike_groups(), "lookalike_pairs": lookalike_pairs()}
+        )
 
 
 class ModelVersionListApi(APIView):
@@ -227,7 +235,14 @@ class CorrectionExportApi(APIView):
     FORMATS = {"npz": "application/octet-stream", "zip": "application/zip"}
 
     @extend_schema(
-        parameters=[OpenApiParameter("kind", str, enum=["npz", "zip"], description="npz: images (EMNIST orientation), labels, label_chars; zip: PNGs + labels.csv")],
+        parameters=[
+            OpenApiParameter(
+                "kind",
+                str,
+                enum=["npz", "zip"],
+                description="npz: images (EMNIST orientation), labels, label_chars; zip: PNGs + labels.csv",
+            )
+        ],
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
             (200, "application/zip"): OpenApiTypes.BINARY,

@@ -3,15 +3,20 @@
 from recognition.services.corrections import correction_create, correction_review
 from recognition.services.model_versions import (
     model_version_activate,
-    model_version_record_load,
     model_version_path,
+    model_version_record_load,
     model_version_register_shipped,
 )
 from recognition.services.notifications import submission_notify_done, submission_wait_done
 from recognition.services.results import RESULT_FIELDS, result_fields_apply
 from recognition.services.retraining import RetrainingBusy, retraining_run
 from recognition.services.schedules import retraining_schedule_ensure, submission_requeue_schedule_ensure
-from recognition.services.submissions import submission_create, submission_fail, submission_predict, submission_requeue_stale
+from recognition.services.submissions import (
+    submission_create,
+    submission_fail,
+    submission_predict,
+    submission_requeue_stale,
+)
 from recognition.services.words import word_create, word_fail, word_predict
 
 __all__ = [

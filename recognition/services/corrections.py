@@ -13,7 +13,9 @@ def _open() -> Q:
     """Corrections still open to change: pending, or approved by an auto-approval rule (no
     reviewer) and not yet learned by a model. A second click replaces such a correction, and a
     person's review may overrule one (auto_rule stays, as the record of what the rule decided)."""
-    auto_approved = Q(status=Correction.Status.APPROVED, reviewer__isnull=True, learned_by__isnull=True) & ~Q(auto_rule="")
+    auto_approved = Q(status=Correction.Status.APPROVED, reviewer__isnull=True, learned_by__isnull=True) & ~Q(
+        auto_rule=""
+    )
     return Q(status=Correction.Status.PENDING) | auto_approved
 
 

@@ -101,7 +101,7 @@ _archive_checks: dict[tuple[str, int, int], str] = {}
 
 
 def _archive_problem(path: Path) -> str:
-    """"" if ``path`` is a complete Keras archive (config.json present, every CRC right).
+    """ "" if ``path`` is a complete Keras archive (config.json present, every CRC right).
     Cached per (path, size, mtime): a health probe every few seconds must not re-read it."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)

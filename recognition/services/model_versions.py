@@ -109,7 +109,9 @@ def model_version_activate_loaded(*, model_version: ModelVersion, require_file: 
         reason = (locked.gate_results or {}).get("reason") or "no reason recorded"
         raise InvalidState(f"{locked.name} was rejected by the quality gates ({reason}); it cannot be made active.")
     if require_file and not model_version_path(locked).is_file():
-        raise InvalidState(f"{locked.name}: model file {model_version_path(locked)} is missing; it cannot be made active.")
+        raise InvalidState(
+            f"{locked.name}: model file {model_version_path(locked)} is missing; it cannot be made active."
+        )
     ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).update(status=ModelVersion.Status.RETIRED)
     locked.status = ModelVersion.Status.ACTIVE
     locked.activated_at = timezone.now()
@@ -139,7 +141,11 @@ def model_version_register_shipped() -> ModelVersion:
     metrics = _shipped_metrics()
     version, created = ModelVersion.objects.get_or_create(
         name=SHIPPED_MODEL_NAME,
-        defaults={"file_path": settings.SHIPPED_MODEL_PATH, "metrics": metrics, "training_summary": {"source": "shipped"}},
+        defaults={
+            "file_path": settings.SHIPPED_MODEL_PATH,
+            "metrics": metrics,
+            "training_summary": {"source": "shipped"},
+        },
     )
     if not created and metrics and version.metrics != metrics:
         version.metrics = metrics

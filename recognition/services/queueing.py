@@ -52,6 +52,8 @@ def queue_or_note(name: str, arg: str, rows: QuerySet[Submission]) -> bool:
         task_send(name, args=[arg], queue="inference")
     except Exception as exc:  # noqa: BLE001 - any broker failure: the rows wait, not a 500
         logger.warning("could not queue %s(%s): %s", name, arg, exc)
-        rows.filter(status=Submission.Status.PENDING).update(error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000])
+        rows.filter(status=Submission.Status.PENDING).update(
+            error=f"{QUEUE_DELAYED_NOTE} ({type(exc).__name__})"[:2000]
+        )
         return False
     return True

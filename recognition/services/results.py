@@ -6,7 +6,16 @@ from django.utils.dateparse import parse_datetime
 from recognition.models import Submission
 
 # What the worker writes, and the notification carries to the waiting request.
-RESULT_FIELDS = ["status", "predicted_label", "confidence", "top_k", "model_version", "latency_ms", "error", "predicted_at"]
+RESULT_FIELDS = [
+    "status",
+    "predicted_label",
+    "confidence",
+    "top_k",
+    "model_version",
+    "latency_ms",
+    "error",
+    "predicted_at",
+]
 _RESULT_ATTNAMES = [Submission._meta.get_field(name).attname for name in RESULT_FIELDS]  # model_version_id
 
 

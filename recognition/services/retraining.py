@@ -90,7 +90,9 @@ def _run_start(reason: str) -> TrainingRun:
         raise RetrainingBusy(f"A retraining run is already running{since}; try again when it has finished.") from None
 
 
-def _run_finish(run: TrainingRun, log: _RunLog, *, status: str, result=None, summary=None, error: str = "") -> TrainingRun:
+def _run_finish(
+    run: TrainingRun, log: _RunLog, *, status: str, result=None, summary=None, error: str = ""
+) -> TrainingRun:
     run.status = status
     run.finished_at = timezone.now()
     run.duration_seconds = round((run.finished_at - run.started_at).total_seconds(), 2)
@@ -206,9 +208,13 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
 
     config = FinetuneConfig(**settings.RETRAIN_FINETUNE)
     data = replay_data_get(all_splits=config.replay == "all")
-    log.line(f"replay data ({config.replay}): {len(data.train_images)} training rows, validation {len(data.val_labels)} rows")
+    log.line(
+        f"replay data ({config.replay}): {len(data.train_images)} training rows, validation {len(data.val_labels)} rows"
+    )
     images, labels = _correction_arrays(new)
-    held_images, held_labels = _correction_arrays(held_back) if held_back else (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
+    held_images, held_labels = (
+        _correction_arrays(held_back) if held_back else (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
+    )
 
     parent_model = load_model(model_version_path(active))
     result = finetune(parent_model, images, labels, data, config, log_stream=log)
@@ -259,9 +265,15 @@ def _retrain(run: TrainingRun, log: _RunLog, written: list[Path]) -> TrainingRun
     with transaction.atomic():
         # The active version may have been rolled back or replaced during the run: locked, so
         # that no promotion commits between this check and ours.
-        still_active = ModelVersion.objects.select_for_update().filter(pk=active.pk, status=ModelVersion.Status.ACTIVE).exists()
+        still_active = (
+            ModelVersion.objects.select_for_update().filter(pk=active.pk, status=ModelVersion.Status.ACTIVE).exists()
+        )
         if gates["passed"] and not still_active:
-            gates = {**gates, "passed": False, "reason": f"{active.name} stopped being active during the run; its candidate is not promoted."}
+            gates = {
+                **gates,
+                "passed": False,
+                "reason": f"{active.name} stopped being active during the run; its candidate is not promoted.",
+            }
         version = ModelVersion.objects.create(
             name=name,
             file_path=str(path),
@@ -307,10 +319,18 @@ def _gates(active_val: float, cand_val: float, active_held: float | None, cand_h
     if not val_ok:
         reasons.append(f"validation top-1 dropped {drop * 100:.2f} points (more than {max_drop * 100:.2f} allowed)")
     if not held_ok:
-        reasons.append(f"held-back corrections accuracy {cand_held:.4f} is lower than the active version's {active_held:.4f}")
+        reasons.append(
+            f"held-back corrections accuracy {cand_held:.4f} is lower than the active version's {active_held:.4f}"
+        )
     return {
         "passed": val_ok and held_ok,
         "reason": "; ".join(reasons) or "passed",
-        "validation": {"passed": val_ok, "active": active_val, "candidate": cand_val, "drop": drop, "max_drop": max_drop},
+        "validation": {
+            "passed": val_ok,
+            "active": active_val,
+            "candidate": cand_val,
+            "drop": drop,
+            "max_drop": max_drop,
+        },
         "held_back": {"passed": held_ok, "active": active_held, "candidate": cand_held, "n": n_held, "note": held_note},
     }

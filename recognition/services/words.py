@@ -85,7 +85,9 @@ def _strokes_in_crop(strokes, piece, scale: float) -> list | None:
     if not strokes or piece.strokes is None:
         return None
     x0, y0 = piece.box[0], piece.box[1]
-    return [[[round(p[0] * scale - x0, 2), round(p[1] * scale - y0, 2), *p[2:]] for p in strokes[i]] for i in piece.strokes]
+    return [
+        [[round(p[0] * scale - x0, 2), round(p[1] * scale - y0, 2), *p[2:]] for p in strokes[i]] for i in piece.strokes
+    ]
 
 
 def _queue_prediction(word_id: str) -> None:

@@ -14,8 +14,17 @@ from ml.model import build_model  # noqa: E402
 # The mechanisms one at a time: the recipe's other parts (frozen convolutions, distillation,
 # case merging, recalibration to the parent) off unless a test turns one on.
 FAST = FinetuneConfig(
-    batch_size=32, min_steps=40, max_steps=60, learning_rate=3e-3, augment_strength=0.0, calibration_rows=200,
-    correction_share=0.25, freeze_convs=0, distill=0.0, merge_case_corrections=False, recalibration_target="labels",
+    batch_size=32,
+    min_steps=40,
+    max_steps=60,
+    learning_rate=3e-3,
+    augment_strength=0.0,
+    calibration_rows=200,
+    correction_share=0.25,
+    freeze_convs=0,
+    distill=0.0,
+    merge_case_corrections=False,
+    recalibration_target="labels",
     interpolate=1.0,
 )
 
@@ -65,7 +74,9 @@ def test_replay_keeps_what_the_model_knew(tiny_model):
 def test_prior_recalibration_undoes_the_corrections_class_skew(tiny_model):
     replay = blobs(600, seed=1)
     style = 255 - blobs(40, seed=2)[0]
-    off = finetune(tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**FAST.__dict__, "prior_recalibration": False}))
+    off = finetune(
+        tiny_model, style, np.full(40, 61), replay, FinetuneConfig(**{**FAST.__dict__, "prior_recalibration": False})
+    )
     on = finetune(tiny_model, style, np.full(40, 61), replay, FAST)
     images, _ = blobs(300, seed=6)
     skew_off = predict_probs(off.model, images)[:, 61].mean()
@@ -78,7 +89,13 @@ def test_replay_from_emnist_data_uses_exact_byclass_rows_only():
     images = np.zeros((4, 28, 28), np.uint8)
     allowed = np.zeros((4, NUM_CLASSES), bool)
     allowed[0, 1] = allowed[1, 2] = allowed[2, [10, 36]] = allowed[3, 3] = True
-    data = EmnistData(images, allowed, images[:1], np.zeros(1, np.int64), train_split=np.array(["byclass", "byclass", "letters", "mnist"]))
+    data = EmnistData(
+        images,
+        allowed,
+        images[:1],
+        np.zeros(1, np.int64),
+        train_split=np.array(["byclass", "byclass", "letters", "mnist"]),
+    )
     _, replay_allowed, _ = replay_arrays(data)
     assert replay_allowed.argmax(1).tolist() == [1, 2]
     _, all_allowed, exact = replay_arrays(data, "all")
@@ -112,13 +129,20 @@ def test_frozen_convolutions_keep_the_parents_filters_and_the_candidate_is_a_pla
 
 
 def test_distillation_keeps_the_parents_answers_where_replay_labels_disagree(tiny_model):
-    base = finetune(tiny_model, *blobs(40, seed=4), blobs(600, seed=1), FinetuneConfig(**{**FAST.__dict__, "min_steps": 120, "max_steps": 120})).model
+    base = finetune(
+        tiny_model,
+        *blobs(40, seed=4),
+        blobs(600, seed=1),
+        FinetuneConfig(**{**FAST.__dict__, "min_steps": 120, "max_steps": 120}),
+    ).model
     images, labels = blobs(600, seed=1)
     wrong = (labels + 1) % 4  # replay labels that contradict what the parent (rightly) answers
     style = 255 - blobs(40, seed=2)[0]
     config = {**FAST.__dict__, "min_steps": 120, "max_steps": 120, "correction_share": 0.25}
     by_labels = finetune(base, style, np.full(40, 61), (images, wrong), FinetuneConfig(**config)).model
-    by_parent = finetune(base, style, np.full(40, 61), (images, wrong), FinetuneConfig(**{**config, "distill": 1.0})).model
+    by_parent = finetune(
+        base, style, np.full(40, 61), (images, wrong), FinetuneConfig(**{**config, "distill": 1.0})
+    ).model
     test_images, test_labels = blobs(200, seed=5)
     kept = (predict_probs(by_parent, test_images).argmax(1) == test_labels).mean()
     misled = (predict_probs(by_labels, test_images).argmax(1) == test_labels).mean()
@@ -128,7 +152,9 @@ def test_distillation_keeps_the_parents_answers_where_replay_labels_disagree(tin
 def _ten_step_candidate(tiny_model, **overrides) -> dict:
     """Weights by path of a 10-step fine-tune of ``tiny_model`` on the style, no recalibration."""
     replay, style = blobs(300, seed=1), 255 - blobs(40, seed=2)[0]
-    config = FinetuneConfig(**{**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10, **overrides})
+    config = FinetuneConfig(
+        **{**FAST.__dict__, "prior_recalibration": False, "min_steps": 10, "max_steps": 10, **overrides}
+    )
     return _weights_by_path(finetune(tiny_model, style, np.full(40, 61), replay, config).model)
 
 
@@ -176,16 +202,33 @@ def test_case_merged_corrections_teach_either_case(tiny_model):
     assert [CLASSES[c] for c in np.flatnonzero(masks[CLASSES.index("o")])] == ["O", "o"]
     assert [CLASSES[c] for c in np.flatnonzero(masks[CLASSES.index("a")])] == ["a"]
     style = 255 - blobs(40, seed=2)[0]
-    merged = finetune(tiny_model, style, np.full(40, 61), blobs(300, seed=1), FinetuneConfig(**{**FAST.__dict__, "merge_case_corrections": True})).model
+    merged = finetune(
+        tiny_model,
+        style,
+        np.full(40, 61),
+        blobs(300, seed=1),
+        FinetuneConfig(**{**FAST.__dict__, "merge_case_corrections": True}),
+    ).model
     probs = predict_probs(merged, 255 - blobs(40, seed=3)[0])
     assert (probs[:, [35, 61]].sum(axis=1) > 0.5).mean() > 0.9  # Z or z
 
 
 def test_the_default_recipe_learns_the_style_on_a_tiny_model(tiny_model):
     defaults = FinetuneConfig()
-    config = FinetuneConfig(**{**defaults.__dict__, "batch_size": 32, "min_steps": 60, "max_steps": 60, "learning_rate": 3e-3, "calibration_rows": 200})
+    config = FinetuneConfig(
+        **{
+            **defaults.__dict__,
+            "batch_size": 32,
+            "min_steps": 60,
+            "max_steps": 60,
+            "learning_rate": 3e-3,
+            "calibration_rows": 200,
+        }
+    )
     result = finetune(tiny_model, 255 - blobs(40, seed=2)[0], np.full(40, 36), blobs(600, seed=1), config)
-    assert (predict_probs(result.model, 255 - blobs(40, seed=3)[0]).argmax(1) == 36).mean() > 0.9  # "a": not a case-merged letter
+    assert (
+        predict_probs(result.model, 255 - blobs(40, seed=3)[0]).argmax(1) == 36
+    ).mean() > 0.9  # "a": not a case-merged letter
     assert result.summary["prior_recalibration"]["target"] == "parent"
 
 
@@ -196,4 +239,6 @@ def test_bad_recipe_values_are_refused(tiny_model):
     with pytest.raises(ValueError, match="interpolate"):
         finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "interpolate": 0.0}))
     with pytest.raises(ValueError, match="recalibration_target"):
-        finetune(tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "recalibration_target": "x"}))
+        finetune(
+            tiny_model, *blobs(4, seed=2), replay, FinetuneConfig(**{**FAST.__dict__, "recalibration_target": "x"})
+        )

@@ -151,4 +151,3 @@ def test_importing_inference_does_not_start_tensorflow_and_a_forked_child_can_lo
     assert out.returncode == 0, out.stderr[-2000:]
     assert "child 0 3" in out.stdout
     assert "misuse refused" in out.stdout
-

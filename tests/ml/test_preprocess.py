@@ -37,7 +37,7 @@ def assert_is_an_upright_l(out):
     assert abs((rows[0] + rows[-1]) / 2 - 13.5) <= 1.5
     assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1.5
     # The vertical bar is on the left, the foot at the bottom
-    assert upright[:, : 14].sum() > 2 * upright[:, 14:].sum()
+    assert upright[:, :14].sum() > 2 * upright[:, 14:].sum()
     assert upright[rows[-1] - 2 :, cols[-1] - 2 :].sum() > 0
     assert upright[rows[0] : rows[0] + 3, cols[-1] - 3 :].sum() == 0
 
@@ -125,11 +125,14 @@ def test_it_rejects_a_truncated_png():
 
 def huge_png_header(width, height):
     """A valid PNG signature + IHDR claiming width x height, with one tiny IDAT: a decompression bomb header."""
+
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def test_it_refuses_a_decompression_bomb_from_the_header_alone():
@@ -182,7 +185,10 @@ def test_the_synthetic_canvas_draws_the_stroke_width_it_is_asked_for():
 
     image = np.zeros((28, 28), dtype=np.uint8)
     image[6:22, 12:16] = 255  # a bar, EMNIST orientation
-    ink = {stroke: render_character_ink(image, np.random.default_rng(3), 120, stroke).sum() for stroke in ("thin", "same", "thick")}
+    ink = {
+        stroke: render_character_ink(image, np.random.default_rng(3), 120, stroke).sum()
+        for stroke in ("thin", "same", "thick")
+    }
     assert ink["thin"] < 0.9 * ink["same"] and ink["thick"] > 1.1 * ink["same"]
     with pytest.raises(ValueError, match="stroke"):
         render_character_ink(image, np.random.default_rng(3), 120, "bold")

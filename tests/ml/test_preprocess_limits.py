@@ -18,7 +18,9 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
 
 def photo(width: int, height: int) -> Image.Image:
     image = Image.new("RGB", (width, height), (235, 235, 230))
-    ImageDraw.Draw(image).line([(width // 2, height // 8), (width // 2, height * 7 // 8)], fill=(20, 20, 20), width=width // 20)
+    ImageDraw.Draw(image).line(
+        [(width // 2, height // 8), (width // 2, height * 7 // 8)], fill=(20, 20, 20), width=width // 20
+    )
     return image
 
 
@@ -68,7 +70,9 @@ def test_16_bit_grey_is_scaled_to_8_bits_not_clipped():
 def test_the_histogram_percentile_is_numpy_s(n, q):
     grey = np.random.default_rng(n).integers(0, 256, size=(n, 1), dtype=np.uint8)
     histogram = np.bincount(grey.ravel(), minlength=256)
-    assert preprocess._percentile(grey, histogram, q) == pytest.approx(float(np.percentile(grey.astype(np.float32), q)), abs=1e-4)
+    assert preprocess._percentile(grey, histogram, q) == pytest.approx(
+        float(np.percentile(grey.astype(np.float32), q)), abs=1e-4
+    )
 
 
 def test_the_ink_of_opaque_8_bit_images_is_what_the_per_pixel_arithmetic_gave():

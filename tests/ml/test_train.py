@@ -168,7 +168,9 @@ def test_a_run_can_start_from_an_existing_model(tmp_path):
 
     start = build_model(width=4, dense=16)
     start.save(tmp_path / "start.keras")
-    config = TrainConfig(epochs=1, batch_size=32, width=4, dense=16, init_from=str(tmp_path / "start.keras"), prior_correction=False)
+    config = TrainConfig(
+        epochs=1, batch_size=32, width=4, dense=16, init_from=str(tmp_path / "start.keras"), prior_correction=False
+    )
     model = fit(tiny_data(), config, tmp_path / "w", log_stream=open("/dev/null", "w"))
     # Same architecture, weights moved from the start model's rather than a fresh initialisation.
     first_start, first_after = start.get_layer("logits").get_weights()[0], model.get_layer("logits").get_weights()[0]
@@ -191,7 +193,9 @@ def test_teacher_probs_take_the_teachers_prior_correction_back_out(tmp_path):
     teacher.save(tmp_path / "teacher.keras")
     # Without a report the outputs are taken as they are (the correction stays in).
     assert not np.allclose(teacher_probs(tmp_path / "teacher.keras", images, 1.0), as_trained, atol=1e-4)
-    (tmp_path / "teacher.report.json").write_text(json.dumps({"prior": {"trained": trained.tolist(), "target": target.tolist()}}))
+    (tmp_path / "teacher.report.json").write_text(
+        json.dumps({"prior": {"trained": trained.tolist(), "target": target.tolist()}})
+    )
     assert np.allclose(teacher_probs(tmp_path / "teacher.keras", images, 1.0), as_trained, atol=1e-4)
     softened = teacher_probs(tmp_path / "teacher.keras", images, 4.0)
     assert softened.max(axis=1).mean() < as_trained.max(axis=1).mean()  # a higher temperature is flatter
@@ -209,8 +213,15 @@ def test_a_student_distilled_with_full_weight_learns_the_teacher_not_the_labels(
     wrong[:, 0] = True
     mislabelled = EmnistData(data.train_images, wrong, data.val_images, data.val_labels, {"_totals": {}})
     config = TrainConfig(
-        epochs=3, batch_size=32, width=4, dense=16, learning_rate=5e-3, prior_correction=False,
-        distill_from=str(tmp_path / "teacher.keras"), distill_weight=1.0, distill_temperature=1.0,
+        epochs=3,
+        batch_size=32,
+        width=4,
+        dense=16,
+        learning_rate=5e-3,
+        prior_correction=False,
+        distill_from=str(tmp_path / "teacher.keras"),
+        distill_weight=1.0,
+        distill_temperature=1.0,
     )
     from ml.evaluate import predict_probs
 
@@ -218,5 +229,7 @@ def test_a_student_distilled_with_full_weight_learns_the_teacher_not_the_labels(
     said = predict_probs(teacher, data.val_images).argmax(1)
     assert (predict_probs(student, data.val_images).argmax(1) == said).mean() > 0.8
     # The same labels without the teacher: mostly class 0, right only where class 0 is.
-    alone = fit(mislabelled, TrainConfig(**{**CONFIG.__dict__, "prior_correction": False}), tmp_path / "a", log_stream=devnull)
+    alone = fit(
+        mislabelled, TrainConfig(**{**CONFIG.__dict__, "prior_correction": False}), tmp_path / "a", log_stream=devnull
+    )
     assert (predict_probs(alone, data.val_images).argmax(1) == said).mean() < 0.6

@@ -80,7 +80,9 @@ def redis_database_claim(url: str):
 
 @pytest.fixture(scope="session")
 def redis_url_of_this_run():
-    require_service("Redis", tcp_open(REDIS_TEST_URL, 6379), f"start redis or set TEST_REDIS_URL; tried {REDIS_TEST_URL}")
+    require_service(
+        "Redis", tcp_open(REDIS_TEST_URL, 6379), f"start redis or set TEST_REDIS_URL; tried {REDIS_TEST_URL}"
+    )
     url, claim = redis_database_claim(REDIS_TEST_URL)
     yield url
     claim.close()
@@ -170,7 +172,9 @@ REVIEWER_PERMISSIONS = ("view_submission", "view_word", "view_correction", "add_
 def staff(user_factory):
     """Stella reviews: staff, with the reviewer's model permissions."""
     user = user_factory("stella", staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="recognition", codename__in=REVIEWER_PERMISSIONS))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="recognition", codename__in=REVIEWER_PERMISSIONS)
+    )
     return user
 
 
@@ -214,8 +218,15 @@ def upright(array: np.ndarray) -> np.ndarray:
 # The site's recipe on a tiny untrained model, except that the frame style is learned with its
 # convolutions free and as exactly "z" (a one-shape letter that would otherwise mean "Z or z").
 TINY_FINETUNE = {
-    "batch_size": 32, "min_steps": 30, "max_steps": 30, "learning_rate": 3e-3, "augment_strength": 0.0,
-    "calibration_rows": 50, "correction_share": 0.25, "freeze_convs": 0, "merge_case_corrections": False,
+    "batch_size": 32,
+    "min_steps": 30,
+    "max_steps": 30,
+    "learning_rate": 3e-3,
+    "augment_strength": 0.0,
+    "calibration_rows": 50,
+    "correction_share": 0.25,
+    "freeze_convs": 0,
+    "merge_case_corrections": False,
 }
 
 
@@ -257,10 +268,15 @@ def approved_corrections(db):
         made = []
         for i in range(n):
             submission = Submission.objects.create(
-                image=b"\x89PNG", content_type="image/png", input28=style_image(start_seed + i).tobytes(),
-                status=Submission.Status.PREDICTED, predicted_label="0",
+                image=b"\x89PNG",
+                content_type="image/png",
+                input28=style_image(start_seed + i).tobytes(),
+                status=Submission.Status.PREDICTED,
+                predicted_label="0",
             )
-            made.append(Correction.objects.create(submission=submission, label=label, status=Correction.Status.APPROVED))
+            made.append(
+                Correction.objects.create(submission=submission, label=label, status=Correction.Status.APPROVED)
+            )
         return made
 
     return make
@@ -280,7 +296,11 @@ def admin_client_for(client, staff):
 
 @pytest.fixture(scope="module")
 def browser():
-    require_service("Chromium", shutil.which(CHROMIUM) is not None, f"install Debian's chromium or set CHROMIUM_PATH; tried {CHROMIUM}")
+    require_service(
+        "Chromium",
+        shutil.which(CHROMIUM) is not None,
+        f"install Debian's chromium or set CHROMIUM_PATH; tried {CHROMIUM}",
+    )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

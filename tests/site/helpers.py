@@ -75,12 +75,22 @@ def answer_with(page, top_k):
     """The server's answer for the next prediction, with a chosen top-5 (the page's wording is
     under test here, not the model)."""
     body = {
-        "id": "00000000-0000-0000-0000-000000000001", "url": "/api/v1/submissions/00000000-0000-0000-0000-000000000001",
-        "status": "predicted", "predicted_label": top_k[0][0], "top_k": [{"label": l, "probability": p} for l, p in top_k],
-        "input_image": "data:image/png;base64," + base64.b64encode(canvas_png(28)).decode(), "correction": None,
+        "id": "00000000-0000-0000-0000-000000000001",
+        "url": "/api/v1/submissions/00000000-0000-0000-0000-000000000001",
+        "status": "predicted",
+        "predicted_label": top_k[0][0],
+        "top_k": [{"label": label, "probability": p} for label, p in top_k],
+        "input_image": "data:image/png;base64," + base64.b64encode(canvas_png(28)).decode(),
+        "correction": None,
     }
-    page.route("**/api/v1/submissions", lambda route: route.fulfill(status=201, body=json.dumps(body), headers={"Content-Type": "application/json"})
-               if route.request.method == "POST" else route.continue_())
+    page.route(
+        "**/api/v1/submissions",
+        lambda route: (
+            route.fulfill(status=201, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
 
 
 def broken_copy(source, target, how: str):

@@ -95,7 +95,9 @@ def multipart_without_type(image: bytes, part_headers: str = "") -> tuple[bytes,
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-@pytest.mark.parametrize("part_headers", ["", "Content-Type: application/octet-stream\r\n"], ids=["no-type", "octet-stream"])
+@pytest.mark.parametrize(
+    "part_headers", ["", "Content-Type: application/octet-stream\r\n"], ids=["no-type", "octet-stream"]
+)
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
 def test_a_file_part_without_an_image_type_is_named_from_its_bytes(anon, part_headers, fmt):
     data = canvas_png() if fmt == "PNG" else encoded(grey_one("RGB"), fmt)

@@ -74,7 +74,9 @@ def test_a_400_digit_coordinate_is_a_400_not_a_stored_row_or_an_overflow(anon, u
     ids=["huge-float", "far-negative", "huge-time", "bool", "string", "one-value", "five-values"],
 )
 def test_a_point_out_of_range_or_of_the_wrong_shape_is_a_400(anon, point):
-    response = anon.generic("POST", ENDPOINTS[0], json_body(json.dumps([[[1, 1, 0], point]])), content_type="application/json")
+    response = anon.generic(
+        "POST", ENDPOINTS[0], json_body(json.dumps([[[1, 1, 0], point]])), content_type="application/json"
+    )
     assert_refused(response, "invalid_strokes")
 
 

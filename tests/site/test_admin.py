@@ -1,4 +1,3 @@
-
 import pytest
 
 from recognition import services
@@ -23,7 +22,9 @@ def test_the_submission_list_shows_thumbnails_and_filters(admin_client_for, corr
 
 def test_the_submission_page_shows_the_original_and_the_28x28(admin_client_for, correction):
     response = admin_client_for.get(f"/admin/recognition/submission/{correction.submission_id}/change/")
-    assert response.status_code == 200 and response.content.count(b"data:image/png;base64,") == 2  # the original and the 28x28
+    assert (
+        response.status_code == 200 and response.content.count(b"data:image/png;base64,") == 2
+    )  # the original and the 28x28
 
 
 def test_bulk_approve_records_the_reviewer(admin_client_for, correction, staff):

@@ -23,7 +23,9 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def assert_error(response, status: int, code: str) -> None:
@@ -35,7 +37,9 @@ def assert_error(response, status: int, code: str) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_returns_the_prediction_with_201_when_ready(anon, active_model, drawing):
-    response = anon.post(SUBMISSIONS, b64_payload(drawing, strokes=[[[10, 10, 0], [20, 30, 16]]], source="canvas"), format="json")
+    response = anon.post(
+        SUBMISSIONS, b64_payload(drawing, strokes=[[[10, 10, 0], [20, 30, 16]]], source="canvas"), format="json"
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["status"] == "predicted" and body["predicted_label"] in CLASSES
@@ -78,7 +82,9 @@ def test_it_rejects_a_wrong_content_type(anon):
 def test_it_rejects_an_upload_declared_as_a_pdf(anon, drawing):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = anon.post(SUBMISSIONS, {"image": SimpleUploadedFile("a.pdf", drawing, content_type="application/pdf")}, format="multipart")
+    response = anon.post(
+        SUBMISSIONS, {"image": SimpleUploadedFile("a.pdf", drawing, content_type="application/pdf")}, format="multipart"
+    )
     assert_error(response, 415, "unsupported_image_type")
 
 
@@ -103,7 +109,9 @@ def test_it_rejects_a_50_mb_upload(anon):
 
 @pytest.mark.django_db
 def test_it_rejects_a_20000_px_image_header_without_decoding_it(anon):
-    assert_error(anon.post(SUBMISSIONS, b64_payload(png_header_only(20000, 20000)), format="json"), 413, "image_too_large")
+    assert_error(
+        anon.post(SUBMISSIONS, b64_payload(png_header_only(20000, 20000)), format="json"), 413, "image_too_large"
+    )
 
 
 @pytest.mark.django_db
@@ -113,7 +121,11 @@ def test_it_rejects_a_blank_canvas(anon):
 
 @pytest.mark.django_db
 def test_it_rejects_malformed_base64(anon):
-    assert_error(anon.post(SUBMISSIONS, {"image_base64": "data:image/png;base64,@@not*base64!"}, format="json"), 400, "invalid_image")
+    assert_error(
+        anon.post(SUBMISSIONS, {"image_base64": "data:image/png;base64,@@not*base64!"}, format="json"),
+        400,
+        "invalid_image",
+    )
 
 
 @pytest.mark.django_db
@@ -155,7 +167,9 @@ def test_it_lists_model_versions_with_metrics(anon, active_model):
     active_model.metrics = {"validation": {"top1": 0.87}}
     active_model.save()
     body = anon.get("/api/v1/model-versions").json()
-    assert body[0]["name"] == "tiny" and body[0]["status"] == "active" and body[0]["metrics"]["validation"]["top1"] == 0.87
+    assert (
+        body[0]["name"] == "tiny" and body[0]["status"] == "active" and body[0]["metrics"]["validation"]["top1"] == 0.87
+    )
 
 
 @pytest.mark.django_db
@@ -187,7 +201,9 @@ def test_the_openapi_schema_and_docs_are_served(anon):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("query", ["page_size=null", "page_size=", "page_size=0", "page_size=101", "page=0", "page=x", "page="])
+@pytest.mark.parametrize(
+    "query", ["page_size=null", "page_size=", "page_size=0", "page_size=101", "page=0", "page=x", "page="]
+)
 def test_the_list_refuses_a_malformed_page_or_page_size(anon, query):
     # Found by the fuzz test: DRF's paginator silently ignored these.
     response = anon.get(f"{SUBMISSIONS}?{query}")

@@ -10,10 +10,16 @@ def test_ml_never_imports_django():
     offenders = []
     for path in (ROOT / "ml").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             )
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in ("django", "rest_framework", "celery", "recognition")]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}"
+                for n in names
+                if n.split(".")[0] in ("django", "rest_framework", "celery", "recognition")
+            ]
     assert offenders == []
 
 

@@ -1,6 +1,5 @@
 """Headless Chromium (Debian's package) draws on the page: mouse, touch on a phone, a pen."""
 
-
 import pytest
 
 from ml.data import CLASSES
@@ -22,7 +21,10 @@ def test_drawing_a_stroke_and_pressing_predict_shows_and_stores_a_prediction(pag
     assert page.locator(".char-card .bars li").count() == 5
     assert page.get_attribute(".char-card img.input28", "src").startswith("data:image/png;base64,")
     # The 28x28 is upscaled with hard pixel edges.
-    assert page.eval_on_selector(".char-card img.input28", "img => getComputedStyle(img).imageRendering") in ("pixelated", "crisp-edges")
+    assert page.eval_on_selector(".char-card img.input28", "img => getComputedStyle(img).imageRendering") in (
+        "pixelated",
+        "crisp-edges",
+    )
 
     row = Submission.objects.get()
     assert row.status == "predicted" and row.predicted_label == label and row.source == "canvas"
@@ -109,10 +111,22 @@ def pen_stroke(page, force: float, y: float):
     """A pen stroke across the canvas at height ``y`` (fraction), pressing with ``force``."""
     session = page.context.new_cdp_session(page)
     box = page.locator("#pad").bounding_box()
-    send = lambda kind, p, buttons: session.send("Input.dispatchMouseEvent", {  # noqa: E731
-        "type": kind, "x": box["x"] + box["width"] * p[0], "y": box["y"] + box["height"] * p[1],
-        "button": "left", "buttons": buttons, "clickCount": 1, "pointerType": "pen", "force": force,
-    })
+
+    def send(kind, p, buttons):
+        session.send(
+            "Input.dispatchMouseEvent",
+            {
+                "type": kind,
+                "x": box["x"] + box["width"] * p[0],
+                "y": box["y"] + box["height"] * p[1],
+                "button": "left",
+                "buttons": buttons,
+                "clickCount": 1,
+                "pointerType": "pen",
+                "force": force,
+            },
+        )
+
     points = line(0.15, y, 0.85, y, n=10)
     send("mousePressed", points[0], 1)
     for p in points[1:]:
@@ -143,8 +157,14 @@ def test_a_pen_draws_wider_the_harder_it_presses(page, live_server, active_model
 @pytest.mark.parametrize(
     "top_k, expected",
     [
-        ([("o", 0.5), ("O", 0.3), ("0", 0.15), ("c", 0.03), ("a", 0.02)], "o, O and 0 look almost the same in handwriting; the model is unsure between them"),
-        ([("s", 0.6), ("S", 0.35), ("5", 0.03), ("g", 0.01), ("a", 0.01)], "s and S are the same letter in lower and upper case"),
+        (
+            [("o", 0.5), ("O", 0.3), ("0", 0.15), ("c", 0.03), ("a", 0.02)],
+            "o, O and 0 look almost the same in handwriting; the model is unsure between them",
+        ),
+        (
+            [("s", 0.6), ("S", 0.35), ("5", 0.03), ("g", 0.01), ("a", 0.01)],
+            "s and S are the same letter in lower and upper case",
+        ),
         ([("1", 0.5), ("l", 0.3), ("7", 0.1), ("I", 0.05), ("i", 0.01)], "1, l and I look almost the same"),
         ([("A", 0.9), ("4", 0.05), ("H", 0.03), ("R", 0.01), ("a", 0.01)], None),
         ([("7", 0.8), ("1", 0.1), ("l", 0.05), ("T", 0.03), ("I", 0.02)], None),  # 7 has no look-alike
@@ -168,5 +188,7 @@ def test_on_a_phone_the_answer_is_scrolled_into_view(phone, live_server, active_
     touch_drag(phone, line(0.5, 0.15, 0.5, 0.85, n=12))
     phone.tap("#predict")
     phone.wait_for_selector("#result:not([hidden]) .bars li", timeout=60_000)
-    phone.wait_for_function("document.getElementById('result').getBoundingClientRect().top < window.innerHeight / 2", timeout=5_000)
+    phone.wait_for_function(
+        "document.getElementById('result').getBoundingClientRect().top < window.innerHeight / 2", timeout=5_000
+    )
     assert no_horizontal_overflow(phone)

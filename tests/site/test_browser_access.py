@@ -43,10 +43,14 @@ def open_file_chooser_by_keyboard(page):
 
 
 def focus_ring(page) -> str:
-    return page.evaluate("() => { const s = getComputedStyle(document.activeElement); return s.outlineStyle + ' ' + s.outlineWidth; }")
+    return page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement); return s.outlineStyle + ' ' + s.outlineWidth; }"
+    )
 
 
-def test_someone_with_only_a_keyboard_uploads_a_scan_and_corrects_the_answer(page, live_server, active_model, tmp_path, settings):
+def test_someone_with_only_a_keyboard_uploads_a_scan_and_corrects_the_answer(
+    page, live_server, active_model, tmp_path, settings
+):
     from PIL import Image, ImageDraw
 
     settings.UNSURE_BELOW = 0  # the answer as if sure: the person goes looking for the picker
@@ -185,7 +189,9 @@ def fake_api(page, status: int, body: dict, headers: dict | None = None):
     def handle(route):
         if route.request.method != "POST":
             return route.continue_()
-        return route.fulfill(status=status, body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})})
+        return route.fulfill(
+            status=status, body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})}
+        )
 
     page.route("**/api/v1/submissions", handle)
 
@@ -212,7 +218,9 @@ def test_a_server_error_and_a_dropped_connection_each_get_a_plain_message(page, 
     page.unroute("**/api/v1/submissions")
     page.route("**/api/v1/submissions", lambda route: route.abort("internetdisconnected"))
     page.click("#predict")
-    page.wait_for_function("document.getElementById('message').textContent.includes('Could not reach the server')", timeout=10_000)
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('Could not reach the server')", timeout=10_000
+    )
     assert page.is_enabled("#predict")
 
 
@@ -223,7 +231,9 @@ def test_a_silent_server_times_out_instead_of_hanging(page, live_server, active_
     draw(page, line(0.5, 0.15, 0.5, 0.85))
     page.click("#predict")
     page.wait_for_selector("#working", state="visible", timeout=5_000)
-    page.wait_for_function("document.getElementById('message').textContent.includes('did not answer within 2 seconds')", timeout=10_000)
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('did not answer within 2 seconds')", timeout=10_000
+    )
     assert page.is_hidden("#working") and page.is_enabled("#predict")
 
 
@@ -231,23 +241,37 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
     """202 + Location: the page polls, shows that it is still working, then the result."""
     from recognition import services
 
-    done = services.submission_create(image=drawing, content_type="image/png", source="canvas", strokes=None, owner=None, client_id="")
+    done = services.submission_create(
+        image=drawing, content_type="image/png", source="canvas", strokes=None, owner=None, client_id=""
+    )
     done.refresh_from_db()
     polls = []
 
     def handle(route):
         if route.request.method == "POST":
             body = {"id": "queued", "url": "/api/v1/submissions/queued", "status": "pending", "top_k": []}
-            return route.fulfill(status=202, body=json.dumps(body), headers={"Content-Type": "application/json", "Location": "/api/v1/submissions/queued"})
+            return route.fulfill(
+                status=202,
+                body=json.dumps(body),
+                headers={"Content-Type": "application/json", "Location": "/api/v1/submissions/queued"},
+            )
         return route.continue_()
 
     def detail(route):
         polls.append(1)
         if len(polls) < 3:
-            return route.fulfill(status=200, body=json.dumps({"id": "queued", "url": "/api/v1/submissions/queued", "status": "pending"}), headers={"Content-Type": "application/json"})
+            return route.fulfill(
+                status=200,
+                body=json.dumps({"id": "queued", "url": "/api/v1/submissions/queued", "status": "pending"}),
+                headers={"Content-Type": "application/json"},
+            )
         from recognition.api.serializers import SubmissionOutputSerializer
 
-        return route.fulfill(status=200, body=json.dumps(SubmissionOutputSerializer(done).data, default=str), headers={"Content-Type": "application/json"})
+        return route.fulfill(
+            status=200,
+            body=json.dumps(SubmissionOutputSerializer(done).data, default=str),
+            headers={"Content-Type": "application/json"},
+        )
 
     settings.PAGE_POLL_DELAY_MS, settings.PAGE_POLL_TRIES = 400, 5
     page.goto(live_server.url + "/")
@@ -255,7 +279,9 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
     page.route("**/api/v1/submissions/queued", detail)
     draw(page, line(0.5, 0.15, 0.5, 0.85))
     page.click("#predict")
-    page.wait_for_function("document.getElementById('working-text').textContent.startsWith('Still working')", timeout=10_000)
+    page.wait_for_function(
+        "document.getElementById('working-text').textContent.startsWith('Still working')", timeout=10_000
+    )
     page.wait_for_selector("#result:not([hidden]) .bars li", timeout=20_000)
     assert len(polls) == 3
     assert page.inner_text("#prediction") == done.predicted_label
@@ -268,12 +294,20 @@ def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, act
     def handle(route):
         if route.request.method == "POST":
             body = {"id": "stuck", "url": "/api/v1/submissions/stuck", "status": "pending"}
-            return route.fulfill(status=202, body=json.dumps(body), headers={"Content-Type": "application/json", "Location": "/api/v1/submissions/stuck"})
+            return route.fulfill(
+                status=202,
+                body=json.dumps(body),
+                headers={"Content-Type": "application/json", "Location": "/api/v1/submissions/stuck"},
+            )
         return route.continue_()
 
     def stuck(route):
         polls.append(1)
-        route.fulfill(status=200, body=json.dumps({"id": "stuck", "status": "pending"}), headers={"Content-Type": "application/json"})
+        route.fulfill(
+            status=200,
+            body=json.dumps({"id": "stuck", "status": "pending"}),
+            headers={"Content-Type": "application/json"},
+        )
 
     settings.PAGE_POLL_DELAY_MS, settings.PAGE_POLL_MAX_DELAY_MS, settings.PAGE_POLL_TRIES = 200, 300, 4
     page.goto(live_server.url + "/")
@@ -281,6 +315,8 @@ def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, act
     page.route("**/api/v1/submissions/stuck", stuck)
     draw(page, line(0.5, 0.15, 0.5, 0.85))
     page.click("#predict")
-    page.wait_for_function("document.getElementById('message').textContent.includes('still working on it')", timeout=15_000)
+    page.wait_for_function(
+        "document.getElementById('message').textContent.includes('still working on it')", timeout=15_000
+    )
     assert len(polls) == 4
     assert page.is_hidden("#working") and page.is_enabled("#predict")

@@ -18,7 +18,10 @@ FONT_NAMES = ["Calligraphy", "Handwriting", "Serif", "Sans", "Mono"]
 def posts_to(page, path: str) -> list:
     """Every POST the page sends to ``path``, as it sends it."""
     sent = []
-    page.on("request", lambda request: sent.append(request) if request.method == "POST" and request.url.endswith(path) else None)
+    page.on(
+        "request",
+        lambda request: sent.append(request) if request.method == "POST" and request.url.endswith(path) else None,
+    )
     return sent
 
 
@@ -40,7 +43,9 @@ def write_e(page):
 # ---- "Predict when the pen lifts" ---------------------------------------------------------
 
 
-def test_predict_when_the_pen_lifts_waits_for_the_last_stroke_and_sends_the_whole_drawing(page, live_server, active_model, settings):
+def test_predict_when_the_pen_lifts_waits_for_the_last_stroke_and_sends_the_whole_drawing(
+    page, live_server, active_model, settings
+):
     settings.PAGE_AUTO_PAUSE_MS = 1500
     page.goto(live_server.url + "/")
     sent = posts_to(page, "/api/v1/submissions")
@@ -84,7 +89,9 @@ def test_a_stroke_added_while_a_prediction_is_in_flight_is_read_too(
     assert page.get_attribute("#result", "data-submission-id") == str(last.id)  # the final drawing's answer
 
 
-def test_in_word_mode_enter_clear_and_undo_cancel_the_waiting_auto_prediction(page, live_server, active_model, settings):
+def test_in_word_mode_enter_clear_and_undo_cancel_the_waiting_auto_prediction(
+    page, live_server, active_model, settings
+):
     settings.PAGE_WORD_PAUSE_MS = 800
     rest = 2500  # longer than any pause the page could be waiting for
     page.goto(live_server.url + "/")
@@ -126,9 +133,13 @@ def test_a_word_prediction_on_a_desktop_keeps_the_canvas_on_screen(browser, live
         page.click("#predict")
         page.wait_for_selector("#result:not([hidden]) .char-card", timeout=60_000)
         page.wait_for_timeout(500)
-        pad = page.evaluate("(() => { const r = document.getElementById('pad').getBoundingClientRect(); return [r.top, r.bottom]; })()")
+        pad = page.evaluate(
+            "(() => { const r = document.getElementById('pad').getBoundingClientRect(); return [r.top, r.bottom]; })()"
+        )
         assert pad[0] >= 0 and pad[1] <= 900, pad  # the drawing is still in view
-        assert page.evaluate("document.getElementById('result').getBoundingClientRect().top") < 900  # and the answer begins on screen
+        assert (
+            page.evaluate("document.getElementById('result').getBoundingClientRect().top") < 900
+        )  # and the answer begins on screen
     finally:
         context.close()
 
@@ -203,7 +214,10 @@ def test_a_broken_recent_list_raises_no_unhandled_error(page, live_server, activ
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     # A proxy's error page, or anything but the API's list: the page must shrug it off.
-    page.route("**/api/v1/submissions?page_size=*", lambda route: route.fulfill(status=200, body="{}", headers={"Content-Type": "application/json"}))
+    page.route(
+        "**/api/v1/submissions?page_size=*",
+        lambda route: route.fulfill(status=200, body="{}", headers={"Content-Type": "application/json"}),
+    )
     page.goto(live_server.url + "/")
     draw(page, ellipse(0.5, 0.5, 0.25, 0.3))
     page.click("#predict")

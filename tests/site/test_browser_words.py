@@ -42,7 +42,9 @@ def test_writing_three_characters_gives_three_recognised_characters_each_correct
         assert cards.nth(i).locator("img.input28").get_attribute("src").startswith("data:image/png;base64,")
         assert cards.nth(i).get_attribute("data-submission-id") == str(characters[i].id)
     # Where the word was split is drawn over the canvas.
-    assert page.evaluate("() => { const c = document.getElementById('overlay'); return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0); }")
+    assert page.evaluate(
+        "() => { const c = document.getElementById('overlay'); return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0); }"
+    )
 
     # Correct the middle one, on its own.
     page.select_option("#fix-1", "O" if text[1] != "O" else "o")
@@ -84,4 +86,6 @@ def test_a_photo_of_a_word_can_be_uploaded_in_word_mode(page, live_server, activ
     word = Word.objects.get()
     assert word.source == "upload" and len(word._characters()) == 3
     # The boxes are in the photo's pixels: nothing is drawn over the (empty) canvas.
-    assert not page.evaluate("() => { const c = document.getElementById('overlay'); return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0); }")
+    assert not page.evaluate(
+        "() => { const c = document.getElementById('overlay'); return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0); }"
+    )

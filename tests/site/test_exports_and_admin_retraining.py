@@ -57,14 +57,20 @@ def test_an_unknown_export_kind_is_a_clear_400(staff):
 
 def test_the_admin_exports_only_approved_selected_corrections(admin_client_for, mixed_corrections):
     all_ids = list(Correction.objects.values_list("id", flat=True))
-    response = admin_client_for.post("/admin/recognition/correction/", {"action": "export_npz", "_selected_action": all_ids})
+    response = admin_client_for.post(
+        "/admin/recognition/correction/", {"action": "export_npz", "_selected_action": all_ids}
+    )
     assert response.status_code == 200
     assert np.load(io.BytesIO(response.content))["label_chars"].tolist() == ["z", "A"]
-    response = admin_client_for.post("/admin/recognition/correction/", {"action": "export_zip", "_selected_action": all_ids})
+    response = admin_client_for.post(
+        "/admin/recognition/correction/", {"action": "export_zip", "_selected_action": all_ids}
+    )
     assert len([n for n in zipfile.ZipFile(io.BytesIO(response.content)).namelist() if n.endswith(".png")]) == 2
 
 
-def test_the_admin_starts_a_run_by_hand(admin_client_for, retrain_settings, active_model, approved_corrections, django_capture_on_commit_callbacks):
+def test_the_admin_starts_a_run_by_hand(
+    admin_client_for, retrain_settings, active_model, approved_corrections, django_capture_on_commit_callbacks
+):
     approved_corrections(1)
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client_for.post("/admin/recognition/trainingrun/start-retraining/", follow=True)
@@ -94,7 +100,9 @@ def test_the_admin_shows_gates_metrics_and_confusion_and_refuses_a_rejected_vers
     assert b"rejected by the quality gates" in response.content
     assert ModelVersion.objects.get(status="active") == active_model
     # Rolling back to a retired version works from the same action.
-    services.model_version_activate(model_version=ModelVersion.objects.create(name="b", file_path=active_model.file_path))
+    services.model_version_activate(
+        model_version=ModelVersion.objects.create(name="b", file_path=active_model.file_path)
+    )
     response = admin_client_for.post(
         "/admin/recognition/modelversion/", {"action": "activate", "_selected_action": [active_model.id]}, follow=True
     )

@@ -85,7 +85,9 @@ class Browser:
     def post_drawing(self):
         import base64
 
-        return self.call("POST", "/api/v1/submissions", {"image_base64": base64.b64encode(canvas_png()).decode(), "source": "canvas"})
+        return self.call(
+            "POST", "/api/v1/submissions", {"image_base64": base64.b64encode(canvas_png()).decode(), "source": "canvas"}
+        )
 
 
 # --------------------------------------------------------------------------- broker down
@@ -101,7 +103,9 @@ def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_re
             # The sweep re-queues rows pending for over a second; beat runs it every second.
             worker = Worker(private_redis.url, tmp_path / "worker.log", SUBMISSION_REQUEUE_AFTER_SECONDS="1")
             before = post_drawing(anon, drawing).json()["id"]
-            wait_for(lambda: Submission.objects.get(id=before).status == "predicted", 120, worker, "the first prediction")
+            wait_for(
+                lambda: Submission.objects.get(id=before).status == "predicted", 120, worker, "the first prediction"
+            )
 
             private_redis.stop()
             # Count this process's connection attempts to the dead broker during the request.
@@ -141,7 +145,10 @@ def test_with_the_broker_down_a_submission_is_kept_pending_and_predicted_once_re
             )
             processes.append(beat)
             row = wait_for(
-                lambda: (s := Submission.objects.get(id=during)).status != "pending" and s, 120, worker, "the re-queued prediction"
+                lambda: (s := Submission.objects.get(id=during)).status != "pending" and s,
+                120,
+                worker,
+                "the re-queued prediction",
             )
             assert row.status == "predicted" and row.predicted_label in CLASSES and row.error == ""
             assert row.attempts == 1  # predicted exactly once, however often the sweep queued it
@@ -190,7 +197,12 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
 
     try:
         processes["web"] = subprocess.Popen(
-            [shell, flag, script], cwd=settings.BASE_DIR, env=env, stdout=logs["web"], stderr=subprocess.STDOUT, start_new_session=True
+            [shell, flag, script],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=logs["web"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         visitor = Browser(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 180
@@ -231,7 +243,11 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
         # A worker started during the outage: its tasks hit the dead database and retry.
         processes["worker"] = subprocess.Popen(
             [*compose_command("worker"), "--concurrency=1"],
-            cwd=settings.BASE_DIR, env=env, stdout=logs["worker"], stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 120
         while "retry: Retry in" not in tail("worker"):
@@ -291,7 +307,9 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
 def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_version_stays(
     how, active_model, tiny_model_path, tmp_path, admin_client_for, staff
 ):
-    broken = ModelVersion.objects.create(name="broken", file_path=str(broken_copy(tiny_model_path, tmp_path / "b.keras", how)))
+    broken = ModelVersion.objects.create(
+        name="broken", file_path=str(broken_copy(tiny_model_path, tmp_path / "b.keras", how))
+    )
     with pytest.raises(InvalidState, match="does not load"):
         services.model_version_activate(model_version=broken)
     broken.refresh_from_db()
@@ -312,7 +330,9 @@ def test_promotion_refuses_a_model_file_that_does_not_load_and_the_active_versio
     assert ModelVersion.objects.get(status="active") == active_model
 
 
-def test_promotion_checks_the_file_in_a_child_process_where_tensorflow_is_not_loaded(tiny_model_path, tmp_path, monkeypatch):
+def test_promotion_checks_the_file_in_a_child_process_where_tensorflow_is_not_loaded(
+    tiny_model_path, tmp_path, monkeypatch
+):
     # The web process (admin) has no TensorFlow: the file is loaded by load_predictor in a
     # child process (one TensorFlow start-up, so only the refusal is checked this way).
     import sys
@@ -356,7 +376,9 @@ def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_r
         worker = Worker(private_redis.url, tmp_path / "worker.log")
         try:
             first = post_drawing(anon, drawing).json()["id"]
-            row = wait_for(lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure")
+            row = wait_for(
+                lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure"
+            )
             assert row.status == "failed" and "v-garbage cannot be loaded" in row.error
             assert worker.process.poll() is None
             health = token_client(staff).get("/api/v1/health")
@@ -364,7 +386,9 @@ def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_r
 
             shutil.copy(tiny_model_path, path)
             second = post_drawing(anon, drawing).json()["id"]
-            row = wait_for(lambda: (s := Submission.objects.get(id=second)).status != "pending" and s, 120, worker, "the fix")
+            row = wait_for(
+                lambda: (s := Submission.objects.get(id=second)).status != "pending" and s, 120, worker, "the fix"
+            )
             assert row.status == "predicted"
             assert anon.get("/api/v1/health").status_code == 200
         finally:
@@ -392,8 +416,9 @@ def test_the_worker_survives_five_redis_outages_under_load_and_every_row_is_pred
     outages, seconds_down, clients = 5, 8, 4
     accepted, refused, recoveries = [], [], []
     processes = []
-    with celery_broker(private_redis.url), override_settings(
-        THROTTLE_WRITE_CLIENT=None, THROTTLE_WRITE_IP=None, SUBMISSION_REQUEUE_INTERVAL_SECONDS=1
+    with (
+        celery_broker(private_redis.url),
+        override_settings(THROTTLE_WRITE_CLIENT=None, THROTTLE_WRITE_IP=None, SUBMISSION_REQUEUE_INTERVAL_SECONDS=1),
     ):
         assert services.submission_requeue_schedule_ensure()
         env = venv_env(

@@ -51,12 +51,17 @@ def test_the_page_config_comes_from_settings(client, settings):
     config = json.loads(re.search(r'<script id="page-config" type="application/json">(.*?)</script>', html).group(1))
     assert config["unsureBelow"] == 0.75 and config["timeoutMs"] == 1234
     assert {"pollTries", "pollDelayMs", "pollMaxDelayMs", "autoPauseMs", "wordPauseMs"} <= config.keys()
-    assert "HANDWRITING_CONFIG" not in "".join(p.read_text() for p in (settings.BASE_DIR / "frontend/static/frontend").glob("*.js"))
+    assert "HANDWRITING_CONFIG" not in "".join(
+        p.read_text() for p in (settings.BASE_DIR / "frontend/static/frontend").glob("*.js")
+    )
 
 
 def test_both_pages_link_the_favicon(client):
     for path in ("/", "/model"):
-        assert '<link rel="icon" href="/static/frontend/favicon.svg" type="image/svg+xml">' in client.get(path).content.decode()
+        assert (
+            '<link rel="icon" href="/static/frontend/favicon.svg" type="image/svg+xml">'
+            in client.get(path).content.decode()
+        )
     icon = b"".join(client.get("/static/frontend/favicon.svg").streaming_content)
     assert icon.startswith(b"<svg")
 

@@ -36,7 +36,7 @@ def test_the_data_url_is_an_upright_png_of_what_the_model_saw():
     url = input28_data_url(Submission(input28=emnist_input().tobytes()))
     prefix = "data:image/png;base64,"
     assert url.startswith(prefix)
-    png = Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
+    png = Image.open(io.BytesIO(base64.b64decode(url[len(prefix) :])))
     assert png.mode == "L" and png.size == (28, 28)
     # EMNIST's row 3 is column 3 for people: the transpose, not the stored array.
     assert np.array_equal(np.asarray(png), emnist_input().T)

@@ -18,13 +18,23 @@ def add_history(shipped):
     shipped.status = ModelVersion.Status.RETIRED
     shipped.save()
     promoted = ModelVersion.objects.create(
-        name="retrained-run1", file_path=shipped.file_path, parent=shipped, status=ModelVersion.Status.ACTIVE,
+        name="retrained-run1",
+        file_path=shipped.file_path,
+        parent=shipped,
+        status=ModelVersion.Status.ACTIVE,
         metrics={"validation": validation, "held_back": {"top1": 0.8, "n": 10}},
-        training_summary={"source": "retraining", "corrections": 60}, gate_results={"passed": True},
+        training_summary={"source": "retraining", "corrections": 60},
+        gate_results={"passed": True},
     )
     rejected = ModelVersion.objects.create(
-        name="retrained-run2", file_path=shipped.file_path, parent=promoted, status=ModelVersion.Status.REJECTED,
-        metrics={"validation": {**validation, "top1": validation["top1"] - 0.0125}, "held_back": {"top1": 0.7, "n": 12}},
+        name="retrained-run2",
+        file_path=shipped.file_path,
+        parent=promoted,
+        status=ModelVersion.Status.REJECTED,
+        metrics={
+            "validation": {**validation, "top1": validation["top1"] - 0.0125},
+            "held_back": {"top1": 0.7, "n": 12},
+        },
         training_summary={"source": "retraining", "corrections": 55},
         gate_results={"passed": False, "reason": "validation top-1 fell 1.25 points (limit 0.3)"},
     )
@@ -33,7 +43,9 @@ def add_history(shipped):
 
 def corrections(approved: int, pending: int):
     for i in range(approved + pending):
-        submission = Submission.objects.create(image=b"x", content_type="image/png", input28=bytes(784), status="predicted", predicted_label="0")
+        submission = Submission.objects.create(
+            image=b"x", content_type="image/png", input28=bytes(784), status="predicted", predicted_label="0"
+        )
         Correction.objects.create(submission=submission, label="O", status="approved" if i < approved else "pending")
 
 
@@ -87,7 +99,7 @@ def test_the_model_page_is_public_and_escapes_its_parameter(client, shipped_mode
     response = client.get("/model?version=<script>")
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'data-version-id=""' in html and "<script>\"" not in html
+    assert 'data-version-id=""' in html and '<script>"' not in html
     assert '<script type="module" src="/static/frontend/model-page.js">' in html
     assert "https://" not in html  # no CDN
 

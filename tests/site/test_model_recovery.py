@@ -25,7 +25,6 @@ def no_cached_predictor(monkeypatch):
     monkeypatch.setattr(predictors, "_cache", None)
 
 
-
 def post_in_eager_mode(client, drawing, capture) -> dict:
     with capture(execute=True):
         response = post_drawing(client, drawing)

@@ -10,9 +10,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def submit(client, drawing) -> dict:
-    response = client.post(
-        "/api/v1/submissions", {"image_base64": base64.b64encode(drawing).decode()}, format="json"
-    )
+    response = client.post("/api/v1/submissions", {"image_base64": base64.b64encode(drawing).decode()}, format="json")
     assert response.status_code in (201, 202), response.content
     return response.json()
 
@@ -102,7 +100,9 @@ PAIRS = [
 # These need no prediction: under the plain `db` marker nothing commits, so nothing is queued.
 @pytest.mark.django_db
 @pytest.mark.parametrize(("owner_kind", "stranger_kind"), PAIRS, ids=[f"{a}-vs-{b}" for a, b in PAIRS])
-def test_no_endpoint_shows_or_changes_someone_elses_submission(owner_kind, stranger_kind, request, active_model, drawing):
+def test_no_endpoint_shows_or_changes_someone_elses_submission(
+    owner_kind, stranger_kind, request, active_model, drawing
+):
     owner, stranger = identity(owner_kind, request), identity(stranger_kind, request)
     mine = submit(owner, drawing)
     assert owner.post(mine["url"] + "/correction", {"label": "A"}, format="json").status_code == 201
@@ -131,7 +131,9 @@ def test_a_user_sees_the_same_submissions_through_token_and_session(alice, activ
 
 
 @pytest.mark.django_db
-def test_a_signed_in_user_does_not_inherit_the_anonymous_submissions_of_their_browser(alice, anon, active_model, drawing):
+def test_a_signed_in_user_does_not_inherit_the_anonymous_submissions_of_their_browser(
+    alice, anon, active_model, drawing
+):
     # Anonymous submissions belong to the session's client id; signing in does not claim them
     # (someone else may have used that browser).
     earlier = submit(anon, drawing)

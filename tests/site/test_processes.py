@@ -43,7 +43,9 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
         STATIC_ROOT=str(tmp_path / "static"),
     )
     log = open(tmp_path / "web.log", "wb")
-    process = subprocess.Popen([shell, flag, script], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [shell, flag, script], cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -158,7 +160,11 @@ def test_compose_beat_answers_its_healthcheck_while_its_scheduler_ticks(tmp_path
     log = open(tmp_path / "beat.log", "wb")
     beat = subprocess.Popen(
         [*compose_command("beat"), "--schedule", str(tmp_path / "beat-schedule")],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
     def run_probe() -> subprocess.CompletedProcess:

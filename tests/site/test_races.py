@@ -42,8 +42,10 @@ def run_together(*calls):
 
 def test_two_reviewers_at_the_same_instant_get_one_result(staff, bob):
     corrections = []
-    for i in range(5):
-        submission = Submission.objects.create(image=b"x", content_type="image/png", input28=bytes(784), status="predicted")
+    for _ in range(5):
+        submission = Submission.objects.create(
+            image=b"x", content_type="image/png", input28=bytes(784), status="predicted"
+        )
         corrections.append(Correction.objects.create(submission=submission, label="x"))
     ids = [c.id for c in corrections]
     for round_ in range(3):  # a few rounds: the winner may differ, the outcome is always one result
@@ -97,7 +99,11 @@ def test_two_retraining_runs_fired_at_the_same_instant_one_runs_the_other_is_bus
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", RACER, str(mine), str(other)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for mine, other in (flags, flags[::-1])
     ]

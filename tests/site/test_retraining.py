@@ -64,7 +64,9 @@ def test_a_failing_candidate_is_kept_rejected_with_the_reason(retrain_settings, 
 
 def test_a_second_run_is_refused_while_one_holds_the_lock(retrain_settings, active_model, approved_corrections):
     approved_corrections(8)
-    holder = TrainingRun.objects.create(reason="scheduled", status=TrainingRun.Status.RUNNING, started_at=timezone.now())
+    holder = TrainingRun.objects.create(
+        reason="scheduled", status=TrainingRun.Status.RUNNING, started_at=timezone.now()
+    )
     with pytest.raises(RetrainingBusy, match=f"run {holder.id}"):
         services.retraining_run(reason="manual")
     assert TrainingRun.objects.count() == 1 and ModelVersion.objects.count() == 1
@@ -83,7 +85,9 @@ def test_an_abandoned_lock_is_released_after_the_timeout(retrain_settings, activ
     assert run.status == TrainingRun.Status.SKIPPED
 
 
-def test_a_crash_mid_run_leaves_no_half_written_version(retrain_settings, active_model, approved_corrections, monkeypatch):
+def test_a_crash_mid_run_leaves_no_half_written_version(
+    retrain_settings, active_model, approved_corrections, monkeypatch
+):
     approved_corrections(8)
 
     def broken_score(*args, **kwargs):
@@ -148,7 +152,9 @@ def test_rollback_to_an_earlier_version_and_refusals(retrain_settings, active_mo
     assert model_version_get_active() == promoted
 
 
-def test_a_bad_finetune_setting_fails_the_run_clearly_and_writes_no_version(retrain_settings, active_model, approved_corrections):
+def test_a_bad_finetune_setting_fails_the_run_clearly_and_writes_no_version(
+    retrain_settings, active_model, approved_corrections
+):
     approved_corrections(8)
     retrain_settings.RETRAIN_FINETUNE = {**retrain_settings.RETRAIN_FINETUNE, "replay": "everything"}
     run = services.retraining_run()

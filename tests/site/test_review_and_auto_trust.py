@@ -19,8 +19,12 @@ TOP_K = [{"label": "7", "probability": 0.6}, {"label": "T", "probability": 0.3},
 def predicted():
     def make(top_k=TOP_K) -> Submission:
         return Submission.objects.create(
-            image=b"\x89PNG", content_type="image/png", input28=bytes(784), status=Submission.Status.PREDICTED,
-            predicted_label=top_k[0]["label"] if top_k else "", top_k=top_k,
+            image=b"\x89PNG",
+            content_type="image/png",
+            input28=bytes(784),
+            status=Submission.Status.PREDICTED,
+            predicted_label=top_k[0]["label"] if top_k else "",
+            top_k=top_k,
         )
 
     return make
@@ -35,7 +39,12 @@ def test_auto_trust_is_off_by_default_and_a_second_choice_claim_stays_pending(pr
     assert site_configuration_get().auto_approve_second_choice is False
     assert not SiteConfiguration.objects.exists()  # no row needed for the defaults
     correction = services.correction_create(submission=predicted(), label="T")
-    assert (correction.status, correction.auto_rule, correction.reviewer, correction.reviewed_at) == ("pending", "", None, None)
+    assert (correction.status, correction.auto_rule, correction.reviewer, correction.reviewed_at) == (
+        "pending",
+        "",
+        None,
+        None,
+    )
 
 
 def test_with_auto_trust_on_only_second_choice_claims_are_approved(predicted, auto_trust_on):
@@ -106,7 +115,9 @@ def test_a_reviewer_with_the_change_permission_approves_and_reads_what_was_skipp
     services.correction_review(correction_ids=[rejected.id], reviewer=reviewer, status="rejected")
     client.force_login(reviewer)
     response = client.post(
-        "/admin/recognition/correction/", {"action": "approve", "_selected_action": [first.id, rejected.id]}, follow=True
+        "/admin/recognition/correction/",
+        {"action": "approve", "_selected_action": [first.id, rejected.id]},
+        follow=True,
     )
     assert b"1 correction(s) approved; 1 already reviewed, left alone." in response.content
     assert dict(Correction.objects.values_list("id", "status")) == {first.id: "approved", rejected.id: "rejected"}

@@ -135,7 +135,11 @@ def test_the_admin_is_for_staff_only(client, alice, staff):
 
 
 def production_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "CACHE_URL", "SECURE_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "CELERY_", "CACHE_URL", "SECURE_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"))
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="emnist_site.settings",
         DEBUG="0",
@@ -154,7 +158,9 @@ def production_env(**extra) -> dict:
 
 
 def manage(*args, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_deployment_checklist_is_clean_with_production_settings():

@@ -14,9 +14,13 @@ from tests.site.workers import ROOT, database_url_for_subprocess, venv_env
 pytestmark = pytest.mark.django_db
 
 
-def test_submission_create_stores_the_28x28_and_predicts_on_commit(active_model, drawing, django_capture_on_commit_callbacks):
+def test_submission_create_stores_the_28x28_and_predicts_on_commit(
+    active_model, drawing, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        submission = services.submission_create(image=drawing, content_type="image/png", source="canvas", strokes=[[[1, 2], [3, 4.5]]])
+        submission = services.submission_create(
+            image=drawing, content_type="image/png", source="canvas", strokes=[[[1, 2], [3, 4.5]]]
+        )
     assert len(callbacks) == 1
     submission.refresh_from_db()
     assert submission.status == Submission.Status.PREDICTED
@@ -100,7 +104,9 @@ def test_activating_a_version_retires_the_previous_one(active_model, tiny_model_
     assert model_version_get_active() == newer
 
 
-def test_workers_switch_to_a_newly_activated_model_without_restart(active_model, tiny_model_path, drawing, django_capture_on_commit_callbacks):
+def test_workers_switch_to_a_newly_activated_model_without_restart(
+    active_model, tiny_model_path, drawing, django_capture_on_commit_callbacks
+):
     newer = ModelVersion.objects.create(name="newer", file_path=str(tiny_model_path))
     services.model_version_activate(model_version=newer)
     with django_capture_on_commit_callbacks(execute=True):
@@ -153,12 +159,16 @@ def record_queued_predictions(monkeypatch) -> list:
     queued = []
     real_apply_async = tasks.predict_submission.apply_async
     monkeypatch.setattr(
-        tasks.predict_submission, "apply_async", lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw)
+        tasks.predict_submission,
+        "apply_async",
+        lambda args, **kw: queued.append(args[0]) or real_apply_async(args, **kw),
     )
     return queued
 
 
-def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(active_model, drawing, settings, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_requeue_sweep_queues_rows_left_pending_and_leaves_recent_ones(
+    active_model, drawing, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -194,17 +204,23 @@ def test_a_task_queued_by_name_runs_in_process_in_eager_mode_before_anything_imp
     import subprocess
     import sys
 
-
     env = venv_env(DATABASE_URL=database_url_for_subprocess(), CELERY_TASK_ALWAYS_EAGER="1")
     result = subprocess.run(
-        [sys.executable, "-c", QUEUE_BY_NAME_IN_A_FRESH_PROCESS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", QUEUE_BY_NAME_IN_A_FRESH_PROCESS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Not imported before; run here (an eager result: the sweep's count, nothing pending); found by name.
     assert result.stdout.split() == ["False", "EagerResult", "0", "True"], (result.stdout, result.stderr[-3000:])
 
 
-def test_a_broker_failure_while_queueing_leaves_the_row_pending_with_a_note(active_model, drawing, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_broker_failure_while_queueing_leaves_the_row_pending_with_a_note(
+    active_model, drawing, monkeypatch, django_capture_on_commit_callbacks
+):
     from recognition import tasks
 
     def broker_down(*args, **kwargs):
@@ -219,7 +235,9 @@ def test_a_broker_failure_while_queueing_leaves_the_row_pending_with_a_note(acti
 
 def test_a_batch_predicts_every_pending_row_once_in_one_task(active_model, drawing, settings):
     settings.SUBMISSION_BATCH_SIZE = 8
-    rows = [services.submission_create(image=drawing, content_type="image/png") for _ in range(5)]  # not queued: db fixture
+    rows = [
+        services.submission_create(image=drawing, content_type="image/png") for _ in range(5)
+    ]  # not queued: db fixture
     services.submission_predict(submission_id=str(rows[2].id))
     predicted = Submission.objects.filter(status="predicted")
     assert predicted.count() == 5 and {s.model_version_id for s in predicted} == {active_model.id}
@@ -255,7 +273,9 @@ def test_a_long_drain_hands_over_to_a_queued_successor(active_model, drawing, se
     assert Submission.objects.filter(status="predicted").count() == 3
 
 
-def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row(active_model, drawing, django_capture_on_commit_callbacks):
+def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row(
+    active_model, drawing, django_capture_on_commit_callbacks
+):
     from recognition.services.results import result_fields
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -269,11 +289,46 @@ def test_the_stored_prediction_travels_with_the_notification_and_matches_the_row
     for name in ("status", "predicted_label", "confidence", "top_k", "latency_ms", "error", "predicted_at"):
         setattr(answered, name, None)
     assert services.result_fields_apply(answered, json.loads(json.dumps(result_fields(row))))
-    for name in ("status", "predicted_label", "confidence", "top_k", "model_version_id", "latency_ms", "error", "predicted_at"):
+    for name in (
+        "status",
+        "predicted_label",
+        "confidence",
+        "top_k",
+        "model_version_id",
+        "latency_ms",
+        "error",
+        "predicted_at",
+    ):
         assert getattr(answered, name) == getattr(row, name), name
 
 
-@pytest.mark.parametrize("message", [{}, {"status": "predicted"}, {"status": "maybe", "predicted_label": "", "confidence": None, "top_k": [], "model_version_id": None, "latency_ms": None, "error": "", "predicted_at": None}, {"status": "predicted", "predicted_label": "a", "confidence": 1, "top_k": [], "model_version_id": 1, "latency_ms": 1, "error": "", "predicted_at": "not a date"}])
+@pytest.mark.parametrize(
+    "message",
+    [
+        {},
+        {"status": "predicted"},
+        {
+            "status": "maybe",
+            "predicted_label": "",
+            "confidence": None,
+            "top_k": [],
+            "model_version_id": None,
+            "latency_ms": None,
+            "error": "",
+            "predicted_at": None,
+        },
+        {
+            "status": "predicted",
+            "predicted_label": "a",
+            "confidence": 1,
+            "top_k": [],
+            "model_version_id": 1,
+            "latency_ms": 1,
+            "error": "",
+            "predicted_at": "not a date",
+        },
+    ],
+)
 def test_a_notification_that_is_not_a_stored_prediction_is_ignored(message, drawing):
     submission = services.submission_create(image=drawing, content_type="image/png")  # db fixture: not queued
     assert not services.result_fields_apply(submission, message)

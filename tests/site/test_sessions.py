@@ -63,7 +63,11 @@ def test_a_cached_copy_lives_at_most_cache_seconds(monkeypatch):
     session = SessionStore()
     timeouts = []
     real_set = session._cache.set
-    monkeypatch.setattr(session._cache, "set", lambda key, value, timeout=None: timeouts.append(timeout) or real_set(key, value, timeout))
+    monkeypatch.setattr(
+        session._cache,
+        "set",
+        lambda key, value, timeout=None: timeouts.append(timeout) or real_set(key, value, timeout),
+    )
     session["client_id"] = "abc"
     session.save()
     session.set_expiry(60)

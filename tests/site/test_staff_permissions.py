@@ -72,7 +72,9 @@ def test_a_reviewer_reads_corrects_and_exports(alice, staff, drawing, approved_c
 def test_staff_who_may_view_but_not_add_corrections_cannot_correct_others(alice, user_factory, drawing):
 
     viewer = user_factory("vera", staff=True)
-    viewer.user_permissions.add(Permission.objects.get(content_type__app_label="recognition", codename="view_submission"))
+    viewer.user_permissions.add(
+        Permission.objects.get(content_type__app_label="recognition", codename="view_submission")
+    )
     alices = submit(token_client(alice), drawing)
     client = token_client(viewer)
     assert client.get(alices["url"]).status_code == 200
@@ -83,7 +85,11 @@ def test_staff_who_may_view_but_not_add_corrections_cannot_correct_others(alice,
 
 def test_a_user_with_permissions_but_no_staff_status_sees_only_their_own(alice, bob, drawing):
 
-    bob.user_permissions.add(*Permission.objects.filter(content_type__app_label="recognition", codename__in=["view_submission", "view_correction"]))
+    bob.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="recognition", codename__in=["view_submission", "view_correction"]
+        )
+    )
     alices = submit(token_client(alice), drawing)
     client = token_client(bob)
     assert client.get(alices["url"]).status_code == 404

@@ -179,9 +179,13 @@ def test_the_counters_are_shared_through_redis_by_every_process(settings, redis_
     limits(client=None, ip="5/min")
     settings.CACHES = {"default": cache_from_url(redis_url)}
     ip = f"192.0.2.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:8]}"  # unique: the shared Redis is never flushed
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="emnist_site.settings", CACHE_URL=redis_url, THROTTLE_WRITE_IP="5/min")
+    env = dict(
+        os.environ, DJANGO_SETTINGS_MODULE="emnist_site.settings", CACHE_URL=redis_url, THROTTLE_WRITE_IP="5/min"
+    )
     code = COUNT_IN_ANOTHER_PROCESS.format(ip=ip, now=clock.now)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=settings.BASE_DIR)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=settings.BASE_DIR
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[True, True, True]"
     # This process (another Redis connection) sees the other process's three writes.
@@ -212,11 +216,17 @@ def test_the_limits_and_cache_come_from_the_environment():
         "import django; from django.conf import settings; django.setup();"
         "print(settings.THROTTLE_WRITE_CLIENT, settings.THROTTLE_WRITE_IP, settings.CACHES['default']['BACKEND'].rsplit('.', 1)[1])"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CACHE_URL", "THROTTLE_WRITE_CLIENT", "THROTTLE_WRITE_IP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CELERY_BROKER_URL", "CACHE_URL", "THROTTLE_WRITE_CLIENT", "THROTTLE_WRITE_IP")
+    }
     env["DJANGO_SETTINGS_MODULE"] = "emnist_site.settings"
 
     def run(**extra):
-        result = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout.split()
 

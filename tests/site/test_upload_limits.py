@@ -62,7 +62,11 @@ def test_a_body_over_the_request_limit_is_refused_from_its_content_length_alone(
 
 def test_the_request_limit_guards_every_write_endpoint_too(anon):
     response = anon.generic(
-        "POST", "/api/v1/submissions/x/correction", b"{}", content_type="application/json", CONTENT_LENGTH=str(settings.REQUEST_MAX_BYTES + 1)
+        "POST",
+        "/api/v1/submissions/x/correction",
+        b"{}",
+        content_type="application/json",
+        CONTENT_LENGTH=str(settings.REQUEST_MAX_BYTES + 1),
     )
     assert_refused(response, 413, "request_too_large")
 
@@ -133,13 +137,17 @@ def test_a_decompression_bomb_is_refused_without_being_decoded(anon, monkeypatch
 
     bomb = bomb_png(20_000)  # 400 MB of pixels
     assert len(bomb) < 1024 * 1024
-    response = anon.post(SUBMISSIONS, {"image": SimpleUploadedFile("bomb.png", bomb, content_type="image/png")}, format="multipart")
+    response = anon.post(
+        SUBMISSIONS, {"image": SimpleUploadedFile("bomb.png", bomb, content_type="image/png")}, format="multipart"
+    )
     assert_refused(response, 413, "image_too_large")
     assert (20_000, 20_000) not in decoded  # refused from the header: its 400 MB were never decoded
 
 
 def test_one_image_per_request(anon):
-    files = {name: SimpleUploadedFile(f"{name}.png", canvas_png(), content_type="image/png") for name in ("image", "extra")}
+    files = {
+        name: SimpleUploadedFile(f"{name}.png", canvas_png(), content_type="image/png") for name in ("image", "extra")
+    }
     response = anon.post(SUBMISSIONS, files, format="multipart")
     assert response.status_code == 400, response.content
     assert response.json()["code"] == "too_many_fields"

@@ -17,6 +17,8 @@ from tests.site.helpers import word_drawing
 from tests.site.workers import wait_for
 
 WORDS = "/api/v1/words"
+
+
 def b64(image: bytes, **extra) -> dict:
     return {"image_base64": "data:image/png;base64," + base64.b64encode(image).decode(), **extra}
 
@@ -55,7 +57,10 @@ def test_without_strokes_the_drawing_is_split_by_its_components_alike():
     without = services.word_create(image=image, content_type="image/png")
     assert without.segmentation == "components" and without.characters.count() == 3
     assert np.abs(np.array(without.boxes) - np.array(with_strokes.boxes)).max() <= 2
-    first = lambda w: np.frombuffer(bytes(w.characters.get(position=0).input28), dtype=np.uint8).astype(int)
+
+    def first(w):
+        return np.frombuffer(bytes(w.characters.get(position=0).input28), dtype=np.uint8).astype(int)
+
     assert np.abs(first(without) - first(with_strokes)).mean() < 8
 
 
@@ -117,7 +122,9 @@ def test_strokes_in_css_pixels_of_a_2x_canvas_are_scaled_and_stored_in_the_crops
     assert word.segmentation == "strokes" and word.strokes == css
     first = word.characters.get(position=0)
     box = word.boxes[0]
-    assert first.strokes[0][0] == pytest.approx([per_character[0][0][0][0] - box[0], per_character[0][0][0][1] - box[1], 0], abs=2)
+    assert first.strokes[0][0] == pytest.approx(
+        [per_character[0][0][0][0] - box[0], per_character[0][0][0][1] - box[1], 0], abs=2
+    )
 
 
 # --------------------------------------------------------------------------- API
@@ -145,7 +152,9 @@ def test_post_words_answers_201_with_the_text_characters_and_boxes(anon, active_
 def test_post_words_accepts_a_multipart_upload_with_strokes(anon, active_model):
     image, strokes, _ = word_drawing(3)
     upload = SimpleUploadedFile("word.png", image, content_type="image/png")
-    response = anon.post(WORDS, {"image": upload, "strokes": json.dumps(strokes), "source": "canvas"}, format="multipart")
+    response = anon.post(
+        WORDS, {"image": upload, "strokes": json.dumps(strokes), "source": "canvas"}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     word = Word.objects.get()
     assert word.source == "canvas" and word.segmentation == "strokes" and word.strokes == strokes
@@ -191,7 +200,10 @@ def test_someone_elses_word_and_its_characters_are_not_found(anon, other_anon, a
     alices = token_client(alice).post(WORDS, b64(image), format="json").json()
     bob_client = token_client(bob)
     assert bob_client.get(alices["url"]).status_code == 404
-    assert bob_client.post(alices["characters"][1]["url"] + "/correction", {"label": "A"}, format="json").status_code == 404
+    assert (
+        bob_client.post(alices["characters"][1]["url"] + "/correction", {"label": "A"}, format="json").status_code
+        == 404
+    )
     assert Correction.objects.count() == 0
     assert Word.objects.get(id=alices["id"]).owner == alice
     assert set(Submission.objects.filter(word_id=alices["id"]).values_list("owner", flat=True)) == {alice.id}
@@ -270,4 +282,3 @@ def test_a_real_worker_on_redis_predicts_a_whole_word_in_one_task(anon, active_m
     # One task for the word ("name[task id] received"), none per character.
     assert worker.tail().count("recognition.tasks.predict_word[") >= 1
     assert "recognition.tasks.predict_submission[" not in worker.tail()
-

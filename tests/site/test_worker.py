@@ -39,7 +39,9 @@ def test_the_api_answers_202_and_the_poll_url_gets_the_worker_result(anon, activ
     assert body["status"] == "predicted" and body["predicted_label"] in CLASSES
 
 
-def test_requests_queue_one_task_between_them_and_it_predicts_them_all(anon, active_model, drawing, start_worker, broker):
+def test_requests_queue_one_task_between_them_and_it_predicts_them_all(
+    anon, active_model, drawing, start_worker, broker
+):
     import redis
 
     from recognition.services.notifications import WAKE_KEY
@@ -52,7 +54,9 @@ def test_requests_queue_one_task_between_them_and_it_predicts_them_all(anon, act
     worker = start_worker(SUBMISSION_BATCH_SIZE="2")  # two batches of two for the one task
     rows = wait_for(
         lambda: (r := list(Submission.objects.filter(id__in=ids))) and all(s.status != "pending" for s in r) and r,
-        120, worker, "the four predictions",
+        120,
+        worker,
+        "the four predictions",
     )
     assert {row.status for row in rows} == {"predicted"} and {row.attempts for row in rows} == {1}
     assert worker.tail().count("recognition.tasks.predict_submission") >= 1 and client.exists(WAKE_KEY) == 0
@@ -82,7 +86,9 @@ def test_a_worker_killed_mid_task_does_not_lose_the_submission(anon, active_mode
     assert row.attempts == 2
 
 
-def test_a_worker_killed_mid_batch_leaves_every_claimed_submission_to_the_next_worker(anon, active_model, drawing, start_worker):
+def test_a_worker_killed_mid_batch_leaves_every_claimed_submission_to_the_next_worker(
+    anon, active_model, drawing, start_worker
+):
     # Three submissions queued before any worker runs: the first task claims all three in one
     # batch (rows locked in its transaction) and is killed there. The rollback frees them; the
     # redelivered or still-queued messages predict each of them once.
@@ -96,7 +102,9 @@ def test_a_worker_killed_mid_batch_leaves_every_claimed_submission_to_the_next_w
     second = start_worker(**restore)
     rows = wait_for(
         lambda: (r := list(Submission.objects.filter(id__in=ids))) and all(s.status != "pending" for s in r) and r,
-        180, second, "the batch to be predicted",
+        180,
+        second,
+        "the batch to be predicted",
     )
     assert len(rows) == 3
     for row in rows:

@@ -33,7 +33,10 @@ def test_a_scheduled_run_on_the_training_queue_promotes_or_rejects(
     worker = start_worker("training-worker", **retrain_env(tiny_emnist_dir, tmp_path, max_drop))
     retraining_run_task.apply_async(kwargs={"reason": "scheduled"}, queue="training")
     run = wait_for(
-        lambda: TrainingRun.objects.exclude(status=TrainingRun.Status.RUNNING).first(), 240, worker, "the retraining run"
+        lambda: TrainingRun.objects.exclude(status=TrainingRun.Status.RUNNING).first(),
+        240,
+        worker,
+        "the retraining run",
     )
     assert run.status == TrainingRun.Status.SUCCEEDED and run.reason == "scheduled", (run.error, worker.tail())
     version = run.result
@@ -45,7 +48,9 @@ def test_a_scheduled_run_on_the_training_queue_promotes_or_rejects(
     assert "recognition.tasks.retraining_run" in worker.tail()
 
 
-def test_a_worker_swaps_to_a_newly_active_version_without_restart(anon, active_model, drawing, start_worker, tiny_model_path):
+def test_a_worker_swaps_to_a_newly_active_version_without_restart(
+    anon, active_model, drawing, start_worker, tiny_model_path
+):
     """Predictions keep flowing while the active version changes twice; each records the version
     that was active when the worker looked it up, and the worker process never restarts."""
     worker = start_worker()
