@@ -24,12 +24,10 @@ from ml.font_families import (
     FontFamily,
     FontsMissingError,
     font_dir,
-    install_from,
     installed_fonts,
-    markdown_table,
     missing_glyphs,
-    staging_name,
 )
+from ml.font_install import install_from, markdown_table, staging_name
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_CARD = REPO / "ml" / "DATA.md"
@@ -159,7 +157,7 @@ def test_the_data_card_lists_every_family_as_the_manifest_does():
     manifest = [(f.name, f.source, f.licence, f.style, f.split) for f in FAMILIES]
     assert len(rows) == len(set(rows)), "a family is listed twice in ml/DATA.md"
     assert sorted(rows) == sorted(manifest)
-    assert markdown_table() in DATA_CARD.read_text(), "ml/DATA.md's table is not `python -m ml.font_families table`"
+    assert markdown_table() in DATA_CARD.read_text(), "ml/DATA.md's table is not `python -m ml.font_install table`"
 
 
 def test_the_data_card_counts_match_the_manifest():
@@ -229,7 +227,7 @@ def test_the_installer_lists_only_the_packages_not_yet_installed(fake_cache):
     env = {**os.environ, "EMNIST_FONT_DIR": str(fake_cache)}
 
     def missing(registry):
-        command = [sys.executable, "-m", "ml.font_families", "missing", "--registry", registry]
+        command = [sys.executable, "-m", "ml.font_install", "missing", "--registry", registry]
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.split()
 
     assert missing("npm") == [f.package for f in lost]
