@@ -59,17 +59,24 @@ class RequestLatencyMiddleware:
         return response
 
 
+def _by_status(family, model):
+    """``family`` with one sample per status of ``model``, its row count (0 for a status no row has)."""
+    counts = dict(model.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    for status in model.Status.values:
+        family.add_metric([status], counts.get(status, 0))
+    return family
+
+
 class SiteCollector:
     """The site's state, read when scraped."""
 
     def collect(self):
-        counts = dict(Submission.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-        predictions = GaugeMetricFamily(
-            "emnist_submissions", "Submissions by status (pending, predicted, failed).", labels=["status"]
+        yield _by_status(
+            GaugeMetricFamily(
+                "emnist_submissions", "Submissions by status (pending, predicted, failed).", labels=["status"]
+            ),
+            Submission,
         )
-        for status in Submission.Status.values:
-            predictions.add_metric([status], counts.get(status, 0))
-        yield predictions
 
         oldest = Submission.objects.filter(status=Submission.Status.PENDING).aggregate(oldest=Min("created_at"))[
             "oldest"
@@ -104,13 +111,14 @@ class SiteCollector:
             model.add_metric([str(active["id"]), active["name"]], 1)
         yield model
 
-        runs = dict(TrainingRun.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-        retraining = CounterMetricFamily(
-            "emnist_retraining_runs", "Retraining runs by outcome (queued and running included).", labels=["outcome"]
+        yield _by_status(
+            CounterMetricFamily(
+                "emnist_retraining_runs",
+                "Retraining runs by outcome (queued and running included).",
+                labels=["outcome"],
+            ),
+            TrainingRun,
         )
-        for status in TrainingRun.Status.values:
-            retraining.add_metric([status], runs.get(status, 0))
-        yield retraining
 
 
 def _registry() -> CollectorRegistry:

@@ -7,27 +7,14 @@ tasks are unacknowledged (acks_late): ``Connection.collect()``, then closing the
 steps still hold.
 """
 
-import shutil
 import subprocess
 import sys
 
-import pytest
 from django.conf import settings
 from kombu import Connection, Exchange, Queue
 
-from tests.site.conftest import require_service
 from tests.site.private_services import PrivateRedis
 from tests.site.workers import venv_env
-
-
-@pytest.fixture
-def private_redis():
-    require_service("redis-server", shutil.which("redis-server") is not None, "install redis-server")
-    server = PrivateRedis()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def close_channels_after_an_outage(url: str, transport: str, server: PrivateRedis) -> list[BaseException]:
