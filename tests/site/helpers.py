@@ -4,12 +4,15 @@ Fixtures live in conftest.py; these are plain functions (and their constants), i
 """
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from PIL import Image, ImageDraw
 
 from tests.site.conftest import canvas_png, png_bytes
@@ -91,6 +94,41 @@ def answer_with(page, top_k):
             else route.continue_()
         ),
     )
+
+
+def answer_queued(page, submission_id: str, **fields) -> None:
+    """The server's answer to the next drawing: 202, still pending, with its Location to poll
+    (``/api/v1/submissions/<submission_id>``, which the test routes itself)."""
+    url = f"/api/v1/submissions/{submission_id}"
+    body = {"id": submission_id, "url": url, "status": "pending", **fields}
+    page.route(
+        "**/api/v1/submissions",
+        lambda route: (
+            route.fulfill(
+                status=202,
+                body=json.dumps(body),
+                headers={"Content-Type": "application/json", "Location": url},
+            )
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
+
+
+@contextlib.contextmanager
+def models_before_migration(app: str, migration: str):
+    """The app's models as they were at ``migration`` (the database migrated back to it), to
+    create the rows a later migration must convert; on the way out the database is migrated
+    forward to the latest state, which converts them."""
+    before = [(app, migration)]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        yield executor.loader.project_state(before).apps
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes(app))
 
 
 def broken_copy(source, target, how: str):

@@ -6,6 +6,7 @@ import pytest
 
 from recognition.models import Correction, Submission
 from tests.site.browser import draw, ellipse, line
+from tests.site.helpers import answer_queued
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -247,16 +248,6 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
     done.refresh_from_db()
     polls = []
 
-    def handle(route):
-        if route.request.method == "POST":
-            body = {"id": "queued", "url": "/api/v1/submissions/queued", "status": "pending", "top_k": []}
-            return route.fulfill(
-                status=202,
-                body=json.dumps(body),
-                headers={"Content-Type": "application/json", "Location": "/api/v1/submissions/queued"},
-            )
-        return route.continue_()
-
     def detail(route):
         polls.append(1)
         if len(polls) < 3:
@@ -275,7 +266,7 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
 
     settings.PAGE_POLL_DELAY_MS, settings.PAGE_POLL_TRIES = 400, 5
     page.goto(live_server.url + "/")
-    page.route("**/api/v1/submissions", handle)
+    answer_queued(page, "queued", top_k=[])
     page.route("**/api/v1/submissions/queued", detail)
     draw(page, line(0.5, 0.15, 0.5, 0.85))
     page.click("#predict")
@@ -291,16 +282,6 @@ def test_a_queued_prediction_shows_still_working_then_the_answer(page, live_serv
 def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, active_model, settings):
     polls = []
 
-    def handle(route):
-        if route.request.method == "POST":
-            body = {"id": "stuck", "url": "/api/v1/submissions/stuck", "status": "pending"}
-            return route.fulfill(
-                status=202,
-                body=json.dumps(body),
-                headers={"Content-Type": "application/json", "Location": "/api/v1/submissions/stuck"},
-            )
-        return route.continue_()
-
     def stuck(route):
         polls.append(1)
         route.fulfill(
@@ -311,7 +292,7 @@ def test_polling_gives_up_after_a_bounded_number_of_tries(page, live_server, act
 
     settings.PAGE_POLL_DELAY_MS, settings.PAGE_POLL_MAX_DELAY_MS, settings.PAGE_POLL_TRIES = 200, 300, 4
     page.goto(live_server.url + "/")
-    page.route("**/api/v1/submissions", handle)
+    answer_queued(page, "stuck")
     page.route("**/api/v1/submissions/stuck", stuck)
     draw(page, line(0.5, 0.15, 0.5, 0.85))
     page.click("#predict")

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from recognition import services
 from recognition.models import Correction, ModelVersion, TrainingRun
 from tests.site.conftest import token_client
+from tests.site.helpers import models_before_migration
 
 pytestmark = pytest.mark.django_db
 
@@ -185,21 +186,11 @@ def test_retraining_skips_and_reports_a_poison_row(retrain_settings, active_mode
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_deletes_rows_the_constraint_would_refuse_and_keeps_the_rest():
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("recognition", "0005_auto_trust")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    try:
-        apps = executor.loader.project_state(before).apps
+    with models_before_migration("recognition", "0005_auto_trust") as apps:
         Submission = apps.get_model("recognition", "Submission")
         OldCorrection = apps.get_model("recognition", "Correction")
         submission = Submission.objects.create(image=b"x", content_type="image/png", input28=bytes(784))
         kept = OldCorrection.objects.create(submission=submission, label="q", status="approved")
         OldCorrection.objects.create(submission=submission, label="!", status="approved")
         OldCorrection.objects.create(submission=submission, label="", status="rejected")
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes("recognition"))
     assert list(Correction.objects.values_list("id", "label")) == [(kept.id, "q")]

@@ -366,35 +366,6 @@ def test_a_broken_active_model_fails_the_submission_with_the_reason_and_recovers
     assert anon.get("/api/v1/health").status_code == 200
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_whose_active_model_is_broken_at_startup_reports_it_and_keeps_running(
-    anon, staff, tiny_model_path, tmp_path, drawing, private_redis
-):
-    path = broken_copy(tiny_model_path, tmp_path / "active.keras", "garbage")
-    ModelVersion.objects.create(name="v-garbage", file_path=str(path), status="active")
-    with celery_broker(private_redis.url):
-        worker = Worker(private_redis.url, tmp_path / "worker.log")
-        try:
-            first = post_drawing(anon, drawing).json()["id"]
-            row = wait_for(
-                lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure"
-            )
-            assert row.status == "failed" and "v-garbage cannot be loaded" in row.error
-            assert worker.process.poll() is None
-            health = token_client(staff).get("/api/v1/health")
-            assert health.status_code == 503 and not health.json()["checks"]["model"]["ok"]
-
-            shutil.copy(tiny_model_path, path)
-            second = post_drawing(anon, drawing).json()["id"]
-            row = wait_for(
-                lambda: (s := Submission.objects.get(id=second)).status != "pending" and s, 120, worker, "the fix"
-            )
-            assert row.status == "predicted"
-            assert anon.get("/api/v1/health").status_code == 200
-        finally:
-            worker.kill()
-
-
 # --------------------------------------------------------------------------- broker outages under load
 
 

@@ -13,7 +13,8 @@ from recognition import services
 from recognition.models import ModelVersion, Submission
 from recognition.services import predictors
 from recognition.tasks import submission_requeue_stale
-from tests.site.helpers import broken_copy, word_drawing
+from tests.site.conftest import token_client
+from tests.site.helpers import broken_copy, models_before_migration, word_drawing
 from tests.site.workers import Worker, celery_broker, post_drawing, wait_for
 
 
@@ -137,24 +138,14 @@ def test_an_unexpected_prediction_error_shows_no_server_path(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_old_migration_marks_rows_failed_for_want_of_a_model_and_drops_their_path():
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("recognition", "0006_correction_label_is_a_class")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    try:
-        Old = executor.loader.project_state(before).apps.get_model("recognition", "Submission")
+    with models_before_migration("recognition", "0006_correction_label_is_a_class") as apps:
+        Old = apps.get_model("recognition", "Submission")
         common = {"image": b"x", "content_type": "image/png", "input28": bytes(784), "status": "failed"}
         broken = Old.objects.create(
             error="The active model v9 cannot be loaded: could not load model /srv/m/v9.keras: bad", **common
         )
         missing = Old.objects.create(error="No active model version.", **common)
         other = Old.objects.create(error="Stored input is 3 bytes, not 28x28.", **common)
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes("recognition"))
     rows = {s.id: s for s in Submission.objects.all()}
     assert rows[broken.id].failure_reason == rows[missing.id].failure_reason == "model_unavailable"
     assert "/srv" not in rows[broken.id].error and "cannot be loaded" in rows[broken.id].error
@@ -163,10 +154,11 @@ def test_the_old_migration_marks_rows_failed_for_want_of_a_model_and_drops_their
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_predicts_the_rows_it_failed_while_its_model_was_broken_once_the_file_is_fixed(
-    anon, tiny_model_path, tmp_path, drawing, private_redis
+def test_a_worker_whose_model_is_broken_at_startup_keeps_running_and_predicts_its_failed_rows_once_fixed(
+    anon, staff, tiny_model_path, tmp_path, drawing, private_redis
 ):
-
+    """The worker reports the broken file (the row's reason, the health check) and stays up; once
+    the file is fixed in place it predicts the new drawing and the one it failed, no restart."""
     path = broken_copy(tiny_model_path, tmp_path / "active.keras", "garbage")
     ModelVersion.objects.create(name="v-garbage", file_path=str(path), status="active")
     with celery_broker(private_redis.url):
@@ -176,9 +168,11 @@ def test_a_worker_predicts_the_rows_it_failed_while_its_model_was_broken_once_th
             row = wait_for(
                 lambda: (s := Submission.objects.get(id=first)).status != "pending" and s, 120, worker, "the failure"
             )
-            assert (
-                row.status == "failed" and row.failure_reason == "model_unavailable" and str(tmp_path) not in row.error
-            )
+            assert row.status == "failed" and row.failure_reason == "model_unavailable"
+            assert "v-garbage cannot be loaded" in row.error and str(tmp_path) not in row.error
+            assert worker.process.poll() is None
+            health = token_client(staff).get("/api/v1/health")
+            assert health.status_code == 503 and not health.json()["checks"]["model"]["ok"]
 
             shutil.copy(tiny_model_path, path)
             second = post_drawing(anon, drawing).json()["id"]
@@ -190,5 +184,6 @@ def test_a_worker_predicts_the_rows_it_failed_while_its_model_was_broken_once_th
                     "the retry",
                 )
                 assert row.error == "" and row.top_k
+            assert anon.get("/api/v1/health").status_code == 200
         finally:
             worker.kill()

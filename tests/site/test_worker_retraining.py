@@ -23,6 +23,23 @@ def retrain_env(tiny_emnist_dir, tmp_path, max_drop: str) -> dict:
     }
 
 
+class Drawings:
+    """Drawings one client posts, and whether the worker has answered every one of them."""
+
+    def __init__(self, client, drawing: bytes):
+        self.client, self.drawing, self.ids = client, drawing, []
+
+    def submit(self, n: int) -> None:
+        for _ in range(n):
+            response = post_drawing(self.client, self.drawing)
+            # 201 when a warm worker's batch already stored it before the answer was built.
+            assert response.status_code in (201, 202)
+            self.ids.append(response.json()["id"])
+
+    def all_done(self) -> bool:
+        return not Submission.objects.filter(id__in=self.ids, status=Submission.Status.PENDING).exists()
+
+
 @pytest.mark.parametrize("max_drop, promoted", [("1.0", True), ("-1.0", False)], ids=["passing", "failing"])
 def test_a_scheduled_run_on_the_training_queue_promotes_or_rejects(
     active_model, approved_corrections, start_worker, tiny_emnist_dir, tmp_path, max_drop, promoted
@@ -55,17 +72,9 @@ def test_a_worker_swaps_to_a_newly_active_version_without_restart(
     that was active when the worker looked it up, and the worker process never restarts."""
     worker = start_worker()
     second = ModelVersion.objects.create(name="second", file_path=str(tiny_model_path))
-    ids, switches = [], []  # switches: (time, version) after each activation committed
-
-    def submit(n):
-        for _ in range(n):
-            response = post_drawing(anon, drawing)
-            # 201 when a warm worker's batch already stored it before the answer was built.
-            assert response.status_code in (201, 202)
-            ids.append(response.json()["id"])
-
-    def all_done():
-        return not Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).exists()
+    switches = []  # (time, version) after each activation committed
+    drawings = Drawings(anon, drawing)
+    submit, all_done, ids = drawings.submit, drawings.all_done, drawings.ids
 
     submit(3)
     wait_for(all_done, 120, worker, "the first predictions")
@@ -93,17 +102,8 @@ def test_predictions_in_flight_across_switches_each_record_a_version_active_at_t
     clock read just before and just after each activation commits)."""
     worker = start_worker()
     second = ModelVersion.objects.create(name="second", file_path=str(tiny_model_path))
-    ids = []
-
-    def submit(n):
-        for _ in range(n):
-            response = post_drawing(anon, drawing)
-            # 201 when a warm worker's batch already stored it before the answer was built.
-            assert response.status_code in (201, 202)
-            ids.append(response.json()["id"])
-
-    def all_done():
-        return not Submission.objects.filter(id__in=ids, status=Submission.Status.PENDING).exists()
+    drawings = Drawings(anon, drawing)
+    submit, all_done, ids = drawings.submit, drawings.all_done, drawings.ids
 
     submit(2)
     wait_for(all_done, 120, worker, "the first predictions (worker warm)")

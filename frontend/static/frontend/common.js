@@ -19,6 +19,14 @@ export function probability(p) {
   return pct(p, p >= 0.995 || p < 0.001 ? 0 : 1);
 }
 
+// A character in a font where l, I and 1 differ, or the sentence around it would be ambiguous.
+export function glyph(text) {
+  const b = document.createElement("b");
+  b.className = "glyph";
+  b.textContent = text;
+  return b;
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class FetchError extends Error {}

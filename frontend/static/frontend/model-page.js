@@ -1,5 +1,5 @@
 // The model page: figures from /api/v1/stats and /api/v1/model-versions/{id}, drawn as inline SVG.
-import { $, API, request, pct } from "./common.js";
+import { $, API, glyph, request, pct } from "./common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const STATUS_COLOUR = { active: "#1a7f37", retired: "#6e7781", candidate: "#bc4c00", rejected: "#b42318" };
@@ -186,14 +186,7 @@ function drawPerClass(version) {
   pairs.replaceChildren();
   (v.confused_pairs || []).slice(0, 10).forEach(function (p) {
     const li = document.createElement("li");
-    // The characters in a font where l, I and 1 differ.
-    const truth = document.createElement("b");
-    truth.className = "glyph";
-    truth.textContent = p.true;
-    const answer = document.createElement("b");
-    answer.className = "glyph";
-    answer.textContent = p.predicted;
-    li.append(truth, " read as ", answer, ": " + p.count.toLocaleString("en") + " times");
+    li.append(glyph(p.true), " read as ", glyph(p.predicted), ": " + p.count.toLocaleString("en") + " times");
     pairs.appendChild(li);
   });
 }

@@ -1,6 +1,6 @@
 // Showing answers: the heading, one card per character (what the model saw, its five guesses,
 // look-alikes, a correction picker), the fonts, the recent list and the page's messages.
-import { $, FetchError, probability, readJson } from "./common.js";
+import { $, FetchError, glyph, probability, readJson } from "./common.js";
 import { CONFIG, Refused, saveCorrection } from "./api.js";
 import { pad } from "./canvas.js";
 
@@ -30,14 +30,6 @@ export const label = (item) => item.predicted_label || item.label || "";
 const image28 = (item) => item.input_image || item.input28 || "";
 // Below the configured top probability the page does not pretend to know.
 const unsure = (item) => Boolean(item.top_k && item.top_k.length && item.top_k[0].probability < CONFIG.unsureBelow);
-
-// A character in a font where l, I and 1 differ, or the sentence around it would be ambiguous.
-function glyph(text) {
-  const b = document.createElement("b");
-  b.className = "glyph";
-  b.textContent = text;
-  return b;
-}
 
 // "o, O and 0 look almost the same in handwriting": the top answers that share a look-alike
 // group with the first one and that the model gives a real chance. Returns a <p> or null.
