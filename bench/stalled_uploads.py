@@ -25,7 +25,6 @@ import argparse
 import base64
 import io
 import json
-import os
 import random
 import statistics
 import sys
@@ -43,6 +42,7 @@ from PIL import Image  # noqa: E402
 
 from tests.site.private_services import PrivateRedis  # noqa: E402
 from tests.site.web_stack import StalledUploads, WebStack, timed_get  # noqa: E402
+from tests.site.workers import production_env  # noqa: E402
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
@@ -96,15 +96,7 @@ def main() -> int:
     report: dict = {"loadavg_start": open("/proc/loadavg").read().split()[:3]}
     workdir = Path(tempfile.mkdtemp(prefix="emnist-stalled-"))
     redis = PrivateRedis()
-    env = dict(os.environ)
-    for key in ("DATABASE_URL", "CELERY_TASK_ALWAYS_EAGER", "CACHE_URL", "TEST_DATABASE_URL"):
-        env.pop(key, None)
-    env.update(
-        PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
-        DJANGO_SETTINGS_MODULE="emnist_site.settings",
-        DEBUG="0",
-        SECRET_KEY="bench-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,
-        SECURE_COOKIES="0",
+    env = production_env(
         DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
         CELERY_BROKER_URL=redis.url,
         DATA_DIR=str(workdir / "data"),
@@ -113,8 +105,8 @@ def main() -> int:
         THROTTLE_WRITE_IP="off",
         NUM_PROXIES="1",
         SUBMISSION_WAIT_SECONDS="0",
-        TF_CPP_MIN_LOG_LEVEL="2",
     )
+    env.pop("CACHE_URL", None)  # the cache is the private Redis (the broker's), not the caller's
     try:
         with WebStack(workdir / "stack", env) as stack:
             labels = stack.proxy_url + "/api/v1/labels"

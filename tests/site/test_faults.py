@@ -31,6 +31,7 @@ from tests.site.workers import (
     compose_command,
     database_url_for_subprocess,
     post_drawing,
+    production_env,
     venv_env,
     wait_for,
 )
@@ -174,10 +175,7 @@ def test_a_database_restart_is_a_json_503_and_the_same_web_process_recovers(priv
     private_postgres.create_database("emnist")
     db_url = private_postgres.url("emnist")
     port = free_port()
-    env = venv_env(
-        DEBUG="0",
-        SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,  # the settings refuse short keys
-        SECURE_COOKIES="0",
+    env = production_env(
         DATABASE_URL=db_url,
         CELERY_BROKER_URL=private_redis.url,
         DATA_DIR=str(tmp_path / "data"),

@@ -11,15 +11,10 @@ from django.conf import settings
 
 from recognition.models import ModelVersion
 from tests.site.conftest import redis_database_claim
-from tests.site.workers import compose_command, database_url_for_subprocess, venv_env
+from tests.site.private_services import free_port
+from tests.site.workers import compose_command, database_url_for_subprocess, production_env, venv_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fetch(url: str) -> tuple[int, bytes]:
@@ -35,10 +30,7 @@ def test_the_compose_web_command_sets_up_and_serves_page_static_and_health(tmp_p
     shell, flag, script = compose_command("web")
     script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 2", "--workers 1")
     script = script.replace("/tmp/gunicorn-web.ctl", str(tmp_path / "gunicorn.ctl"))  # its own, not a shared one
-    env = venv_env(
-        DEBUG="0",
-        SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,
-        SECURE_COOKIES="0",
+    env = production_env(
         DATABASE_URL=database_url_for_subprocess(),
         STATIC_ROOT=str(tmp_path / "static"),
     )

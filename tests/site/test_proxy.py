@@ -16,16 +16,13 @@ import pytest
 
 from tests.site.conftest import require_service
 from tests.site.web_stack import StalledUploads, WebStack, timed_get
-from tests.site.workers import database_url_for_subprocess, venv_env
+from tests.site.workers import database_url_for_subprocess, production_env
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
 def stack_env(tmp_path) -> dict:
-    return venv_env(
-        DEBUG="0",
-        SECRET_KEY="test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2,
-        SECURE_COOKIES="0",
+    return production_env(
         DATABASE_URL=database_url_for_subprocess(),
         STATIC_ROOT=str(tmp_path / "static"),
         THROTTLE_WRITE_CLIENT="off",

@@ -38,6 +38,16 @@ def venv_env(**env) -> dict:
     return full
 
 
+# Long enough for the settings, which refuse a short key when DEBUG is off.
+TEST_SECRET_KEY = "test-secret-" + "k3Q9zVx7LmW2pR8tY4nB6cD1fG5hJ0aS" * 2
+
+
+def production_env(**env) -> dict:
+    """``venv_env`` for a process run as in production (DEBUG off, a real-length secret key),
+    served over plain HTTP here, so its cookies are not marked secure."""
+    return venv_env(DEBUG="0", SECRET_KEY=TEST_SECRET_KEY, SECURE_COOKIES="0", **env)
+
+
 def database_url_for_subprocess() -> str:
     """The test database as a DATABASE_URL, for a worker, web or beat process to share it."""
     s = connection.settings_dict
