@@ -317,23 +317,24 @@ def browser():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=DESKTOP)
+def _page_in_new_context(browser, **context_options):
+    """A page in a browser context of its own (no cookies or storage shared), closed after the test."""
+    context = browser.new_context(**context_options)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser):
+    yield from _page_in_new_context(browser, viewport=DESKTOP)
 
 
 @pytest.fixture
 def phone(browser):
     """A 360x740 touch screen, as a small Android phone."""
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    yield from _page_in_new_context(browser, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
 
 
 @pytest.fixture
