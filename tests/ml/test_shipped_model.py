@@ -23,11 +23,16 @@ pytestmark = pytest.mark.slow
 
 # bench/canvas_fidelity.py's defaults: the figure the 1.5-point target is measured on.
 CANVAS_N, CANVAS_SEED = 5000, 7
-# Held-out fonts: ml/MODEL.md gives the figures of bench/font_generalisation.py (10 drawings per
-# character); this test draws 3 per character with the same seed, and guards its own measured
-# figures less one point (a change of the model or the renderer that costs more fails).
+# Held-out fonts: this test draws 3 of each character per held-out family with
+# bench/font_generalisation.py's seed, and guards the shipped model's own figures on them
+# (measured 2026-12-01 on stage D, which was never trained on fonts) less one point: a change of
+# the model, the renderer or the preprocessing that reads them worse fails. The targets
+# (97% / 90% look-alike, 95% / 85% without a twin) are not met yet: ml/MODEL.md says where they stand.
 FONT_PER_CLASS = 3
-FONT_FLOORS = {"print": {"lookalike": 0.0, "twinless_top1": 0.0}, "script": {"lookalike": 0.0, "twinless_top1": 0.0}}
+FONT_FLOORS = {
+    "print": {"lookalike": 0.905, "twinless_top1": 0.861},
+    "script": {"lookalike": 0.622, "twinless_top1": 0.644},
+}
 FONT_MARGIN = 0.01
 
 
@@ -98,4 +103,3 @@ def test_held_out_handwriting_fonts_are_read_as_well_as_measured(shipped, heldou
     for style, floors in FONT_FLOORS.items():
         for key, floor in floors.items():
             assert figures["by_style"][style][key] >= floor - FONT_MARGIN, (style, key, figures["by_style"][style])
-    assert figures["overall"]["median_wrong_confidence"] < 0.5
