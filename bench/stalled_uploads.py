@@ -14,8 +14,8 @@ Then:
      it): p50/p99/max, and how many of the stalled connections nginx still holds;
   3. for comparison, --stalled uploads straight to gunicorn and 20 GETs with a 3 s timeout:
      how many time out;
-  4. --uploads concurrent uploads of the largest body the API takes (a 10 MiB PNG as base64
-     JSON, ~14 MB), three rounds, through nginx: the statuses, and the total RSS of the
+  4. --uploads concurrent uploads of the largest body the API takes (a PNG just under
+     ml.preprocess.MAX_BYTES, 1.5 MiB, as base64 JSON, ~2 MB), three rounds, through nginx: the statuses, and the total RSS of the
      gunicorn master and workers sampled every 20 ms (peak, and before/after).
 The exit status is 1 if the p99 under stalled uploads is 500 ms or more, any GET through nginx
 failed, or the peak RSS is 1 GB or more.
@@ -40,17 +40,16 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
+from ml.preprocess import MAX_BYTES as MAX_IMAGE_BYTES  # noqa: E402
 from tests.site.private_services import PrivateRedis  # noqa: E402
 from tests.site.web_stack import StalledUploads, WebStack, timed_get  # noqa: E402
 from tests.site.workers import production_env  # noqa: E402
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-
 
 def largest_png() -> bytes:
-    """Noise, so that it barely compresses: the biggest square PNG under 10 MiB."""
+    """Noise, so that it barely compresses: the biggest square PNG under the API's byte limit."""
     rng = random.Random(7)
-    side = 1850  # 1850 x 1850 x 3 bytes of noise: ~10.27 MB as a PNG
+    side = int((MAX_IMAGE_BYTES / 3) ** 0.5) - 8  # RGB noise compresses to a little over 3 bytes a pixel
     image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
