@@ -80,6 +80,10 @@ class TrainConfig:
     # from, not of the drawing: the student learns to read a drawing as well as the teacher reads
     # the original (a drawing loses cues, such as stroke width, that the raw image has).
     distill_drawings_from_source: bool = False
+    # Teach the font renderings the teacher's reading too (a teacher that was itself trained on
+    # the fonts); otherwise each is taught its own label, as a teacher that never saw these
+    # letterforms would read them wrong.
+    distill_fonts_from_teacher: bool = False
     distill_weight: float = 0.7
     distill_temperature: float = 2.0
     seed: int = 1
@@ -137,6 +141,21 @@ def soft_targets(images: np.ndarray, originals: int, config: TrainConfig) -> np.
         return teacher_probs(config.distill_from, images, config.distill_temperature)
     soft = teacher_probs(config.distill_from, images[:originals], config.distill_temperature)
     return np.concatenate([soft, soft[canvas_source_rows(originals, config)]])
+
+
+def mix_soft_targets(
+    images: np.ndarray, allowed: np.ndarray, originals: int, fonts: int, config: TrainConfig
+) -> np.ndarray:
+    """Soft targets for a whole training mix (``training_rows``): the teacher's readings for the
+    EMNIST rows and their drawings (``soft_targets``); for the last ``fonts`` rows, the teacher's
+    reading with ``config.distill_fonts_from_teacher``, else each row's own label."""
+    taught = len(images) - fonts
+    soft = soft_targets(images[:taught], originals, config)
+    if config.distill_fonts_from_teacher and fonts:
+        font_soft = teacher_probs(config.distill_from, images[taught:], config.distill_temperature)
+    else:
+        font_soft = allowed[taught:].astype(np.float32)
+    return np.concatenate([soft, font_soft])
 
 
 def canvas_source_rows(total: int, config: TrainConfig) -> np.ndarray:
@@ -245,12 +264,8 @@ def fit(
     val_targets = np.eye(NUM_CLASSES, dtype=np.float32)[data.val_labels]
     if config.distill_from:
         started = time.perf_counter()
-        taught = len(images) - fonts
-        soft = soft_targets(images[:taught], originals, config)
-        # A font rendering is taught its own label: the teacher has never seen these
-        # letterforms, and its reading of them is what the rows are there to correct.
-        soft = np.concatenate([soft, allowed[taught:].astype(np.float32)])
-        print(f"soft targets: {taught} rows in {time.perf_counter() - started:.0f}s", flush=True)
+        soft = mix_soft_targets(images, allowed, originals, fonts, config)
+        print(f"soft targets: {len(images)} rows in {time.perf_counter() - started:.0f}s", flush=True)
         targets = np.concatenate([targets, soft], axis=1)
         val_targets = np.concatenate([val_targets, val_targets], axis=1)
         loss, metric = distillation_loss(config.distill_weight, config.distill_temperature), distillation_accuracy

@@ -153,6 +153,26 @@ def test_drawings_can_be_taught_with_the_teachers_reading_of_the_row_they_were_d
     assert seen == [50, 40]  # the teacher reads no drawing at all
 
 
+def test_font_rows_are_taught_their_label_unless_the_teacher_was_trained_on_fonts(monkeypatch):
+    import ml.train
+    from ml.train import mix_soft_targets
+
+    def reading(path, images, temperature):  # a stand-in teacher: each image's own pixels
+        return images.reshape(len(images), -1)[:, :NUM_CLASSES].astype(np.float32)
+
+    monkeypatch.setattr(ml.train, "teacher_probs", reading)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)  # 20 EMNIST rows, then 10 font rows
+    allowed = np.eye(NUM_CLASSES, dtype=bool)[rng.integers(0, NUM_CLASSES, 30)]
+    flat = images.reshape(30, -1)[:, :NUM_CLASSES]
+    config = TrainConfig(distill_from="teacher.keras")
+    soft = mix_soft_targets(images, allowed, 20, 10, config)
+    assert np.array_equal(soft[:20], flat[:20])
+    assert np.array_equal(soft[20:], allowed[20:])  # their labels: the teacher never saw these letterforms
+    config.distill_fonts_from_teacher = True
+    assert np.array_equal(mix_soft_targets(images, allowed, 20, 10, config), flat)
+
+
 def test_canvas_roundtrip_gives_the_same_images_in_one_or_two_processes():
     from ml.synth import canvas_roundtrip_parallel
 
