@@ -14,6 +14,7 @@ import numpy as np
 from django.db.models import QuerySet
 from PIL import Image
 
+from ml.data import class_index
 from recognition.images import input28_array
 from recognition.labels import corrections_split_by_label
 from recognition.models import Correction
@@ -43,8 +44,6 @@ def corrections_exportable(corrections) -> tuple[list[Correction], list[Correcti
 
 
 def _arrays(corrections: list[Correction]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ml.data import class_index
-
     images = np.zeros((len(corrections), 28, 28), dtype=np.uint8)
     for i, c in enumerate(corrections):
         images[i] = input28_array(c.submission.input28)

@@ -1,9 +1,11 @@
 """The 62 labels and their look-alike groups, without importing anything heavy (ml needs only numpy)."""
 
+from ml.data import CLASSES
+from ml.evaluate import LOOKALIKE_PAIRS
+from ml.evaluate import lookalike_groups as group_ids
+
 
 def labels() -> str:
-    from ml.data import CLASSES
-
     return CLASSES
 
 
@@ -13,9 +15,6 @@ def lookalike_groups() -> list[list[str]]:
     One list per group of two or more labels (chains of pairs join: 1, I, i, l, L), in
     ``labels()`` order, so the page can say which of its top answers are such a group.
     """
-    from ml.data import CLASSES
-    from ml.evaluate import lookalike_groups as group_ids
-
     groups: dict[int, list[str]] = {}
     for label, group in zip(CLASSES, group_ids().tolist()):
         groups.setdefault(group, []).append(label)
@@ -23,8 +22,6 @@ def lookalike_groups() -> list[list[str]]:
 
 
 def lookalike_pairs() -> list[list[str]]:
-    from ml.evaluate import LOOKALIKE_PAIRS
-
     return [list(pair) for pair in LOOKALIKE_PAIRS]
 
 

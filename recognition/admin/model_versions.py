@@ -6,6 +6,7 @@ import io
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
+from ml.evaluate import save_confusion_png  # matplotlib loads only when a picture is drawn
 from recognition import services
 from recognition.admin import display
 from recognition.admin.retraining import RetrainingStartMixin
@@ -107,8 +108,6 @@ class ModelVersionAdmin(RetrainingStartMixin, admin.ModelAdmin):
         cm = (obj.metrics.get("validation") or {}).get("confusion_matrix")
         if not cm:
             return "-"
-        from ml.evaluate import save_confusion_png  # matplotlib, not TensorFlow
-
         buffer = io.BytesIO()
         save_confusion_png(cm, buffer, title=f"{obj.name}: validation")
         src = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

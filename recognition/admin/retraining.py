@@ -8,13 +8,12 @@ from django.utils.html import format_html
 
 from recognition.admin import display
 from recognition.models import TrainingRun
+from recognition.services.queueing import RETRAINING_RUN, task_send
 
 
 def retraining_start(request) -> None:
     """Queue a manual retraining run once the request's transaction commits."""
-    from recognition.tasks import retraining_run as retraining_run_task
-
-    transaction.on_commit(lambda: retraining_run_task.apply_async(kwargs={"reason": "manual"}, queue="training"))
+    transaction.on_commit(lambda: task_send(RETRAINING_RUN, queue="training", kwargs={"reason": "manual"}))
 
 
 class RetrainingStartMixin:
