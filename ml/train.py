@@ -252,13 +252,15 @@ def fit(
     model: keras.Model | None = None,
     extra_callbacks: list | None = None,
     log_stream=sys.stdout,
+    mix: dict | None = None,
 ) -> keras.Model:
     """Train ``model`` (a new one if None) on ``data``; resumes from ``work_dir`` if a backup is there.
 
+    ``mix``: the rows to train on, ``training_rows(data, config, work_dir)`` when None.
     Returns the trained classifier (without the augmentation layer).
     """
     keras.utils.set_random_seed(config.seed)
-    mix = training_rows(data, config, work_dir)
+    mix = mix if mix is not None else training_rows(data, config, work_dir)
     images, allowed, originals, fonts = mix["images"], mix["allowed"], mix["originals"], mix["fonts"]
     targets, loss, metric = allowed.astype(np.float32), allowed_set_loss, allowed_set_accuracy
     val_targets = np.eye(NUM_CLASSES, dtype=np.float32)[data.val_labels]
@@ -323,7 +325,8 @@ def train_and_report(
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = fit(data, config, work_dir, log_stream=log_stream)
+    mix = training_rows(data, config, work_dir)  # once: the prior below is estimated on the same rows
+    model = fit(data, config, work_dir, log_stream=log_stream, mix=mix)
     before = evaluate_probs(predict_probs(model, data.val_images), data.val_labels)
     print("validation, as trained:      " + summary_line(before), file=log_stream, flush=True)
     report = {
@@ -332,12 +335,11 @@ def train_and_report(
         "data": data.summary,
         "train_seconds": None,
         "validation_as_trained": {k: before[k] for k in ("top1", "top3", "top5", "lookalike_top1", "ece", "n")},
+        "font_families": mix["font_families"],
     }
     if config.prior_correction:
         target = data.class_prior()
-        mix = training_rows(data, config, work_dir)  # cached: the renderings are read back
         trained = estimate_training_prior(model, mix["images"], mix["allowed"])
-        report["font_families"] = mix["font_families"]
         correct_prior(model, trained, target)
         report["prior"] = {"trained": trained.tolist(), "target": target.tolist()}
     metrics = evaluate_probs(predict_probs(model, data.val_images), data.val_labels)
