@@ -72,6 +72,12 @@ def glyph_mask(path: str, char: str, size: int, features: tuple[str, ...] = ()) 
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
+@functools.lru_cache(maxsize=8192)
+def _extent_at_64(path: str, char: str, features: tuple[str, ...]) -> int:
+    """The longer side, px, of the glyph's ink at a 64 px em: the same for every drawing of it."""
+    return max(glyph_mask(path, char, 64, features).shape)
+
+
 @functools.lru_cache(maxsize=256)
 def font_alternates(path: str) -> tuple[str, ...]:
     """The features of ``FEATURE_CANDIDATES`` that change at least one of the 62 glyphs of the font."""
@@ -151,8 +157,7 @@ def render_glyph_ink(
     target = int(rng.integers(SIZE_RANGE[0], SIZE_RANGE[1] + 1))
     # Glyph boxes differ (an x-height letter is smaller than its em): scale the em so the
     # drawn character's longer side is the target size.
-    probe = glyph_mask(path, char, 64, features)
-    em = int(np.clip(round(64 * target / max(probe.shape)), 12, 1024))
+    em = int(np.clip(round(64 * target / _extent_at_64(path, char, features)), 12, 1024))
     ink = glyph_mask(path, char, em, features)
     # The pen: thinner or thicker by up to 1/40 of the character's size, or as the font draws it.
     radius = int(rng.integers(0, max(1, target // 40) + 1))
