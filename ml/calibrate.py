@@ -74,9 +74,11 @@ def apply_temperature(model: keras.Model, temperature: float) -> None:
     layer.set_weights([(kernel / temperature).astype(kernel.dtype), (bias / temperature).astype(bias.dtype)])
 
 
-def calibration_set(data_dir: str | Path, workers: int = 2) -> tuple[np.ndarray, np.ndarray, dict]:
-    """uint8 (N, 28, 28) drawings, int labels (N,), and a summary of what they are."""
-    val_images, val_labels = load_validation(data_dir)
+def calibration_set(
+    val_images: np.ndarray, val_labels: np.ndarray, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """uint8 (N, 28, 28) drawings, int labels (N,), and a summary of what they are, from the
+    validation split (``load_validation``) and the training font families."""
     drawn = canvas_roundtrip_parallel(val_images, seed=CALIBRATION_SEED, workers=workers)
     parts, labels = [drawn], [val_labels.astype(np.int64)]
     summary = {"emnist_validation_drawings": len(drawn), "seed": CALIBRATION_SEED}
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out or args.model)
     model = keras.models.load_model(args.model, compile=False)
-    images, labels, summary = calibration_set(args.data_dir, workers=min(2, os.cpu_count() or 1))
+    val_images, val_labels = load_validation(args.data_dir)
+    images, labels, summary = calibration_set(val_images, val_labels, workers=min(2, os.cpu_count() or 1))
     logits = model.predict(images.astype(np.float32)[..., None], batch_size=1024, verbose=0)
     before = evaluate_probs(softmax(logits), labels)
     temperature = fit_temperature(logits, labels)
@@ -116,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
             "ece_before": before["ece"],
             "ece_after": after["ece"],
         }
-        val_images, val_labels = load_validation(args.data_dir)
         raw = softmax(model.predict(val_images.astype(np.float32)[..., None], batch_size=1024, verbose=0))
         report["validation"] = evaluate_probs(raw, val_labels)
         print(f"validation after calibration: {summary_line(report['validation'])}")
