@@ -164,6 +164,9 @@ PREDICTION_TOP_K = 5
 # A worker task predicts its own submission and up to this many - 1 other pending ones in one
 # model call (under load, one message's task clears the queue behind it).
 SUBMISSION_BATCH_SIZE = read("int", "SUBMISSION_BATCH_SIZE", 32, minimum=1)
+# Each writer's memory of their own corrected drawings (recognition.services.writer_memory)
+# holds at most this many; the oldest goes first.
+WRITER_MEMORY_SIZE = read("int", "WRITER_MEMORY_SIZE", 500, minimum=1)
 # Rows still pending after this many seconds are queued again (broker down when they were
 # stored, a lost message); beat runs that sweep every SUBMISSION_REQUEUE_INTERVAL_SECONDS.
 SUBMISSION_REQUEUE_AFTER_SECONDS = read("float", "SUBMISSION_REQUEUE_AFTER_SECONDS", 30, minimum=0)

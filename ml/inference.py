@@ -1,5 +1,10 @@
 """Serving: ``load_predictor(path)`` -> a ``Predictor`` with top-k for one image or a batch.
 
+Every path also gives the drawing's embedding (the CNN's penultimate layer, the input of the
+``logits`` layer, L2-normalised) from the same model call: the writer's memory
+(``ml.prototypes``) compares drawings by it. The models served are the loaded one with that
+layer as a second output; its first output is the loaded model's, unchanged.
+
 Nothing happens at import: TensorFlow is imported by ``load_predictor`` itself, so a
 web process, or a Celery parent before it forks its children, can import this module
 without starting TensorFlow. Load in the process that predicts (TensorFlow is not
@@ -56,15 +61,17 @@ class Predictor:
         self.classes = CLASSES
         self._pid = os.getpid()
         self._model = model
-        self._call = tf.function(
-            lambda x: tf.nn.softmax(model(x, training=False), axis=-1),
+        dual = _with_embedding(model)
+        self._call_both = tf.function(
+            lambda x: _softmax_and_normalise(tf, *dual(x, training=False)),
             input_signature=[tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 1), tf.float32)],
             reduce_retracing=True,
         )
-        self._call(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))  # trace now, not on the first request
+        self._call_both(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))  # trace now, not on the first request
+        self.embedding_size = int(dual.outputs[1].shape[-1])
         # An interpreter holds its tensors: one call at a time (a threaded web server).
         self._lite_lock = threading.Lock()
-        blob = _lite_model(model)
+        blob = _lite_model(dual)
         self._lite = _lite_interpreter(blob, threads, batch=1)
         if self._lite is not None and not self._lite_agrees():
             logger.warning("%s: the TensorFlow Lite conversion disagrees with Keras; serving with tf.function", path)
@@ -83,40 +90,53 @@ class Predictor:
                 self._lite_batch = None
         self.batch_path = "tflite" if self._lite_batch is not None else "tf.function"
 
-    def _lite_probabilities(self, image: np.ndarray) -> np.ndarray:
-        """float32 (62,) probabilities of one uint8 (28, 28) image through the Lite interpreter."""
-        interpreter, input_index, output_index = self._lite
+    def _call(self, pixels):
+        """Probabilities of float32 (N, 28, 28, 1) pixels through the tf.function (a tensor)."""
+        return self._call_both(pixels)[0]
+
+    def _lite_read(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (62,) probabilities and (D,) embedding of one uint8 (28, 28) image (Lite)."""
+        interpreter, input_index, output_indices = self._lite
         with self._lite_lock:
             interpreter.set_tensor(input_index, image.astype(np.float32).reshape(1, IMAGE_SIZE, IMAGE_SIZE, 1))
             interpreter.invoke()
-            logits = interpreter.get_tensor(output_index)[0]
-        return softmax(logits, dtype=np.float32)
+            logits, features = (interpreter.get_tensor(i)[0] for i in output_indices)
+        return softmax(logits, dtype=np.float32), normalise(features)
+
+    def _lite_probabilities(self, image: np.ndarray) -> np.ndarray:
+        return self._lite_read(image)[0]
 
     def _lite_agrees(self) -> bool:
         probe = np.random.default_rng(0).integers(0, 256, size=(4, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         probe[0] = 0
         probe[0, 4:24, 12:16] = 255  # one stroke-like image besides the noise
-        return self._matches_keras(probe, np.stack([self._lite_probabilities(image) for image in probe]))
+        probs, embeddings = zip(*(self._lite_read(image) for image in probe))
+        return self._matches_keras(probe, np.stack(probs), np.stack(embeddings))
 
-    def _matches_keras(self, probe: np.ndarray, probabilities: np.ndarray) -> bool:
-        """Whether ``probabilities`` of (N, 28, 28[, 1]) ``probe`` are Keras's within LITE_TOLERANCE."""
-        expected = self._call(probe.astype(np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)).numpy()
-        return bool(np.abs(probabilities - expected).max() <= LITE_TOLERANCE)
+    def _matches_keras(self, probe: np.ndarray, probabilities: np.ndarray, embeddings: np.ndarray) -> bool:
+        """Whether ``probabilities`` and ``embeddings`` of (N, 28, 28[, 1]) ``probe`` are
+        Keras's within LITE_TOLERANCE: both outputs are served, so both are checked."""
+        expected = self._call_both(probe.astype(np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1))
+        return bool(
+            np.abs(probabilities - expected[0].numpy()).max() <= LITE_TOLERANCE
+            and np.abs(embeddings - expected[1].numpy()).max() <= LITE_TOLERANCE
+        )
 
-    def _lite_batch_probabilities(self, chunk: np.ndarray) -> np.ndarray:
-        """float32 (LITE_BATCH, 62) probabilities of float32 (LITE_BATCH, 28, 28, 1) pixels."""
-        interpreter, input_index, output_index = self._lite_batch
+    def _lite_batch_read(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (LITE_BATCH, 62) probabilities and (LITE_BATCH, D) embeddings of float32
+        (LITE_BATCH, 28, 28, 1) pixels."""
+        interpreter, input_index, output_indices = self._lite_batch
         with self._lite_batch_lock:
             interpreter.set_tensor(input_index, chunk)
             interpreter.invoke()
-            logits = interpreter.get_tensor(output_index)
-        return softmax(logits, dtype=np.float32)
+            logits, features = (interpreter.get_tensor(i) for i in output_indices)
+        return softmax(logits, dtype=np.float32), normalise(features)
 
     def _lite_batch_agrees(self) -> bool:
         probe = (
             np.random.default_rng(1).integers(0, 256, size=(LITE_BATCH, IMAGE_SIZE, IMAGE_SIZE, 1)).astype(np.float32)
         )
-        return self._matches_keras(probe, self._lite_batch_probabilities(probe))
+        return self._matches_keras(probe, *self._lite_batch_read(probe))
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:
@@ -124,6 +144,16 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 62) class probabilities for uint8 (N, 28, 28) images.
+
+        Raises:
+            InvalidImageError: not an (N, 28, 28) array of 0..255 values.
+        """
+        return self.read(images)[0]
+
+    def read(self, images: np.ndarray, *, single_max: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (N, 62) probabilities and (N, D) L2-normalised embeddings of uint8 (N, 28, 28)
+        images, from one model call per image or chunk. Up to ``single_max`` images go one by
+        one through the single-image interpreter (faster than the batch path for a few).
 
         Raises:
             InvalidImageError: not an (N, 28, 28) array of 0..255 values.
@@ -136,15 +166,21 @@ class Predictor:
             if images.dtype.kind not in "uif" or (images.size and (images.min() < 0 or images.max() > 255)):
                 raise InvalidImageError("image values must be numbers within 0..255")
         out = np.empty((len(images), NUM_CLASSES), dtype=np.float32)
+        features = np.empty((len(images), self.embedding_size), dtype=np.float32)
+        if self._lite is not None and 0 < len(images) <= single_max:
+            for i, image in enumerate(images):
+                out[i], features[i] = self._lite_read(image)
+            return out, features
         # Whole chunks of LITE_BATCH through the batch interpreter, the rest through the tf.function.
         lite_end = len(images) // LITE_BATCH * LITE_BATCH if self._lite_batch is not None else 0
         for start in range(0, lite_end, LITE_BATCH):
             chunk = images[start : start + LITE_BATCH].astype(np.float32)[..., None]
-            out[start : start + LITE_BATCH] = self._lite_batch_probabilities(chunk)
+            out[start : start + LITE_BATCH], features[start : start + LITE_BATCH] = self._lite_batch_read(chunk)
         for start in range(lite_end, len(images), BATCH_CHUNK):
             chunk = images[start : start + BATCH_CHUNK].astype(np.float32)[..., None]
-            out[start : start + len(chunk)] = self._call(chunk).numpy()
-        return out
+            probs, embedded = self._call_both(chunk)
+            out[start : start + len(chunk)], features[start : start + len(chunk)] = probs.numpy(), embedded.numpy()
+        return out, features
 
     def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Best ``k`` (label, probability) pairs per row of a (N, 62) probability array."""
@@ -163,6 +199,27 @@ class Predictor:
     def predict_batch(self, images: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-``k`` for each of uint8 (N, 28, 28) images."""
         return self.top_k(self.probabilities(images), k)
+
+
+def normalise(features: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit length (an all-zero row stays zero)."""
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=-1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def _softmax_and_normalise(tf, logits, features):
+    return tf.nn.softmax(logits, axis=-1), tf.math.l2_normalize(features, axis=-1, epsilon=1e-24)
+
+
+def _with_embedding(model):
+    """``model`` with a second output: the input of its ``logits`` layer (the penultimate
+    layer), or of its last layer for a model without one. Shares the loaded weights."""
+    import keras  # here, not at module level: see the module's docstring
+
+    names = [layer.name for layer in model.layers]
+    head = model.get_layer("logits") if "logits" in names else model.layers[-1]
+    return keras.Model(model.inputs, [model.outputs[0], head.input])
 
 
 def _lite_model(model) -> bytes | None:
@@ -185,7 +242,8 @@ def _lite_model(model) -> bytes | None:
 
 
 def _lite_interpreter(blob: bytes | None, threads: int, batch: int):
-    """(interpreter, input index, output index) for ``batch`` images at a time, or None."""
+    """(interpreter, input index, (logits index, embedding index)) for ``batch`` images at a
+    time, or None. The converter may order the outputs either way: told apart by width."""
     import tensorflow as tf  # here, not at module level: see the module's docstring
 
     if blob is None:
@@ -199,7 +257,10 @@ def _lite_interpreter(blob: bytes | None, threads: int, batch: int):
     except Exception:  # noqa: BLE001 - serve with tf.function instead
         logger.warning("TensorFlow Lite interpreter failed to start; serving with tf.function", exc_info=True)
         return None
-    return interpreter, interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    outputs = interpreter.get_output_details()
+    logits = next((o for o in outputs if o["shape"][-1] == NUM_CLASSES), outputs[0])
+    features = next((o for o in outputs if o is not logits), logits)
+    return interpreter, interpreter.get_input_details()[0]["index"], (logits["index"], features["index"])
 
 
 def load_predictor(path: str | Path, threads: int = 1, batch_threads: int | None = None) -> Predictor:

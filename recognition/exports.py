@@ -112,3 +112,30 @@ def corrections_export_zip(corrections) -> bytes:
             "label (0-9, A-Z, a-z) and its ByClass index (0-61).\n",
         )
     return buffer.getvalue()
+
+
+def writer_memory_export_npz(entries) -> bytes:
+    """A writer's own memory, for them to take away: ``images`` uint8 (N, 28, 28) EMNIST
+    orientation (the corrected drawings as the model saw them), ``labels`` uint8 ByClass
+    indices, ``label_chars`` <U1, ``vectors`` float16 (N, D) the stored embeddings (rows of a
+    narrower model zero-padded; ``vector_lengths`` says how many are real), ``model_versions``
+    int64, ``submission_ids`` <U36, ``created_at`` <U32 (ISO 8601)."""
+    entries = list(entries)
+    vectors = [np.frombuffer(bytes(e.vector), dtype=np.float16) for e in entries]
+    width = max((len(v) for v in vectors), default=0)
+    padded = np.zeros((len(entries), width), dtype=np.float16)
+    for row, vector in zip(padded, vectors):
+        row[: len(vector)] = vector
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        images=np.array([input28_array(e.submission.input28) for e in entries], dtype=np.uint8).reshape(-1, 28, 28),
+        labels=np.array([class_index(e.label) for e in entries], dtype=np.uint8),
+        label_chars=np.array([e.label for e in entries], dtype="<U1"),
+        vectors=padded,
+        vector_lengths=np.array([len(v) for v in vectors], dtype=np.int64),
+        model_versions=np.array([e.model_version_id for e in entries], dtype=np.int64),
+        submission_ids=np.array([str(e.submission_id) for e in entries], dtype="<U36"),
+        created_at=np.array([e.created_at.isoformat() for e in entries], dtype="<U32"),
+    )
+    return buffer.getvalue()

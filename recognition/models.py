@@ -83,6 +83,12 @@ class Submission(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="submissions"
     )
     latency_ms = models.FloatField(null=True, blank=True)
+    # The drawing's embedding from model_version (the CNN's penultimate layer, L2-normalised,
+    # float16 bytes), written with the prediction: a correction copies it into the writer's
+    # memory without a model in the web process. Empty before prediction.
+    embedding = models.BinaryField(blank=True, default=b"")
+    # Whether the writer's memory (WriterMemoryEntry) changed the top answer.
+    adapted = models.BooleanField(default=False)
     error = models.TextField(blank=True, default="")
     # Why a failed row failed, where that decides what happens to it next ("" = nothing to do).
     failure_reason = models.CharField(max_length=20, choices=FailureReason.choices, blank=True, default="")
@@ -211,6 +217,42 @@ class Correction(models.Model):
 
     def __str__(self):
         return f"{self.submission_id} -> {self.label} ({self.status})"
+
+
+class WriterMemoryEntry(models.Model):
+    """One of a writer's own corrected drawings, as the model sees it: their next drawings are
+    compared with it (recognition.services.writer_memory, ml.prototypes).
+
+    The writer is whoever owns the submission, as ownership of submissions is decided: the
+    user, or (no user) the anonymous client id. One entry per submission; deleting the
+    submission or its correction deletes the entry.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="memory_entries"
+    )
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    submission = models.OneToOneField(Submission, on_delete=models.CASCADE, related_name="memory_entry")
+    correction = models.ForeignKey(Correction, on_delete=models.CASCADE, related_name="memory_entries")
+    label = models.CharField(max_length=1, choices=[(label, label) for label in labels()])
+    # float16 bytes of the L2-normalised embedding made by model_version; entries of another
+    # version than the serving one are not used (their vectors are another model's).
+    vector = models.BinaryField()
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="memory_entries")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(label__in=list(labels())), name="memory_label_is_a_class"),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "model_version", "created_at"], name="memory_owner_version"),
+            models.Index(fields=["client_id", "model_version", "created_at"], name="memory_client_version"),
+        ]
+
+    def __str__(self):
+        return f"{self.owner_id or self.client_id}: {self.label} ({self.submission_id})"
 
 
 class TrainingRun(models.Model):

@@ -11,6 +11,7 @@ from recognition.models import (
     SiteConfiguration,
     Submission,
     Word,
+    WriterMemoryEntry,
 )
 from recognition.permissions import VIEW_SUBMISSIONS, VIEW_WORDS, staff_has_perm
 
@@ -60,7 +61,7 @@ def _get_visible(qs: QuerySet, object_id, what: str) -> Model:
 def submission_list_visible(*, user, client_id: str) -> QuerySet[Submission]:
     # Responses carry model_version_id, never the version's row (its metrics are ~18 KB of
     # JSON), nor the drawing itself: neither is read here.
-    qs = Submission.objects.defer("image", "strokes").prefetch_related("corrections")
+    qs = Submission.objects.defer("image", "strokes", "embedding").prefetch_related("corrections")
     return _visible(qs, user=user, client_id=client_id, permission=VIEW_SUBMISSIONS)
 
 
@@ -100,3 +101,25 @@ def word_list_visible(*, user, client_id: str) -> QuerySet[Word]:
 
 def word_get_visible(*, word_id, user, client_id: str) -> Word:
     return _get_visible(word_list_visible(user=user, client_id=client_id), word_id, "Word")
+
+
+def writer_memory_list_own(*, user, client_id: str) -> QuerySet[WriterMemoryEntry]:
+    """The caller's own memory, newest first: a signed-in user's by owner, a visitor's by their
+    client id, as for submissions. Nobody, staff included, lists another writer's here."""
+    if user is not None and user.is_authenticated:
+        qs = WriterMemoryEntry.objects.filter(owner=user)
+    elif client_id:
+        qs = WriterMemoryEntry.objects.filter(owner__isnull=True, client_id=client_id)
+    else:
+        qs = WriterMemoryEntry.objects.none()
+    return qs.select_related("submission").only(
+        "id", "label", "model_version_id", "created_at", "correction_id", "submission__id", "submission__input28"
+    )
+
+
+def writer_memory_get_own(*, entry_id, user, client_id: str) -> WriterMemoryEntry:
+    """One entry of the caller's own memory; another writer's is "not found", as a submission."""
+    try:
+        return writer_memory_list_own(user=user, client_id=client_id).get(id=int(str(entry_id)))
+    except (ValueError, WriterMemoryEntry.DoesNotExist):
+        raise NotFound("Memory entry not found.") from None

@@ -120,6 +120,9 @@ class SubmissionOutputSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     top_k = PredictionSerializer(many=True)
     model_version = serializers.IntegerField(source="model_version_id", allow_null=True)
+    adapted = serializers.BooleanField(
+        help_text="Whether your memory of your own corrections changed the top answer (read using your corrections)."
+    )
     latency_ms = serializers.FloatField(allow_null=True)
     error = serializers.CharField()
     input_image = serializers.SerializerMethodField(
@@ -159,6 +162,7 @@ class SubmissionOutputSerializer(serializers.Serializer):
                 lambda top: [{"label": str(p["label"]), "probability": float(p["probability"])} for p in top], obj.top_k
             ),
             "model_version": optional(int, obj.model_version_id),
+            "adapted": bool(obj.adapted),
             "latency_ms": optional(float, obj.latency_ms),
             "error": optional(str, obj.error),
             "input_image": self.get_input_image(obj),

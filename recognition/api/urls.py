@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularSwaggerView
 
-from recognition.api import views
+from recognition.api import views, writer_memory
 
 app_name = "api"
 
@@ -19,6 +19,9 @@ urlpatterns = [
     path("words", views.WordCollectionApi.as_view(), name="words"),
     path("words/<str:word_id>", views.WordDetailApi.as_view(), name="word-detail"),
     path("corrections/export", views.CorrectionExportApi.as_view(), name="correction-export"),
+    path("writer-memory", writer_memory.WriterMemoryApi.as_view(), name="writer-memory"),
+    path("writer-memory/export", writer_memory.WriterMemoryExportApi.as_view(), name="writer-memory-export"),
+    path("writer-memory/<str:entry_id>", writer_memory.WriterMemoryEntryApi.as_view(), name="writer-memory-entry"),
     path("labels", views.LabelListApi.as_view(), name="label-list"),
     path("model-versions", views.ModelVersionListApi.as_view(), name="model-version-list"),
     path("model-versions/<str:model_version_id>", views.ModelVersionDetailApi.as_view(), name="model-version-detail"),

@@ -133,10 +133,14 @@ class SubmissionCorrectionApi(APIView):
         submission = selectors.submission_get_visible(
             submission_id=submission_id, user=request.user, client_id=client_id_get(request)
         )
-        if _is_someone_elses(submission, request.user) and not staff_has_perm(request.user, ADD_CORRECTIONS):
+        someone_elses = _is_someone_elses(submission, request.user)
+        if someone_elses and not staff_has_perm(request.user, ADD_CORRECTIONS):
             # Seen by a staff member who may view submissions, but not one who may correct them.
             raise PermissionDenied("Correcting someone else's submission needs the add correction permission.")
-        correction = services.correction_create(submission=submission, label=serializer.validated_data["label"])
+        # Only the writer's own correction teaches their memory; staff's goes to review alone.
+        correction = services.correction_create(
+            submission=submission, label=serializer.validated_data["label"], remember=not someone_elses
+        )
         return Response(CorrectionOutputSerializer(correction).data, status=status.HTTP_201_CREATED)
 
 

@@ -16,6 +16,7 @@ from recognition.services.model_recovery import submission_fail_model_unavailabl
 from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
 from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results
+from recognition.services.writer_memory import embedding_bytes, writer_memory_apply
 
 # Batches up to this size go image by image through the single-image path.
 SINGLE_PATH_MAX = 3
@@ -28,7 +29,7 @@ def submission_claim_pending(own_ids: list[str], batch_size: int) -> list[Submis
     inside the transaction that stores the answers.
     """
     pending = Submission.objects.select_for_update(skip_locked=True).filter(status=Submission.Status.PENDING)
-    fields = ("id", "input28")
+    fields = ("id", "input28", "owner", "client_id")  # the writer: whose memory reads it
     rows = list(pending.filter(id__in=own_ids).order_by("position", "created_at").only(*fields))
     if batch_size > len(rows):
         rows += list(pending.exclude(id__in=own_ids).order_by("created_at").only(*fields)[: batch_size - len(rows)])
@@ -86,21 +87,21 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
         if good:
             started = time.perf_counter()
             k = settings.PREDICTION_TOP_K
-            if len(images) <= SINGLE_PATH_MAX:
-                # Predictor.predict's single-image path (a Lite interpreter, ~0.5 ms) beats the
-                # batch path's fixed ~2 ms of TensorFlow dispatch for a few images.
-                tops = [predictor.predict(image, k=k) for image in images]
-            else:
-                tops = predictor.predict_batch(np.stack(images), k=k)
+            # Up to SINGLE_PATH_MAX images go one by one through the single-image path (a Lite
+            # interpreter, ~0.5 ms), which beats the batch path's fixed ~2 ms of dispatch for a few.
+            probs, embeddings = predictor.read(np.stack(images), single_max=SINGLE_PATH_MAX)
+            probs, adapted = writer_memory_apply(good, probs, embeddings, model_version)
+            tops = predictor.top_k(probs, k)
             latency_ms = (time.perf_counter() - started) * 1000 / len(good)
             now = timezone.now()
-            for row, top in zip(good, tops):
+            for row, top, embedding, changed in zip(good, tops, embeddings, adapted):
+                row.embedding, row.adapted = embedding_bytes(embedding), bool(changed)
                 row.status = Submission.Status.PREDICTED
                 row.predicted_label, row.confidence = top[0]
                 row.top_k = [{"label": label, "probability": round(prob, 6)} for label, prob in top]
                 row.model_version = model_version
                 row.latency_ms, row.predicted_at, row.error = latency_ms, now, ""
-                fields = {name: getattr(row, name) for name in RESULT_FIELDS}
+                fields = {name: getattr(row, name) for name in (*RESULT_FIELDS, "embedding")}
                 if str(row.id) not in own_ids:
                     fields["attempts"] = F("attempts") + 1  # the own rows were counted before the claim
                 # One UPDATE per row: Django's bulk_update (CASE per field) costs more CPU here

@@ -7,6 +7,7 @@ from recognition.errors import InvalidState, UnknownLabel
 from recognition.labels import labels
 from recognition.models import Correction, SiteConfiguration, Submission
 from recognition.selectors import site_configuration_get
+from recognition.services.writer_memory import writer_memory_remember
 
 
 def _open() -> Q:
@@ -29,11 +30,15 @@ def _auto_approval_rule(submission: Submission, label: str) -> str:
 
 
 @transaction.atomic
-def correction_create(*, submission: Submission, label: str) -> Correction:
+def correction_create(*, submission: Submission, label: str, remember: bool = True) -> Correction:
     """Record "it was ``label``". A second click replaces the still-open correction.
 
     Still open: pending, or approved by an auto-approval rule and not yet learned by a model
     (the user may still change their mind; the new label is judged by the rules again).
+
+    With ``remember`` (the writer corrects their own drawing), the drawing also goes into
+    the writer's memory at once, without review: it changes only their own predictions.
+    Staff correcting someone else's drawing pass False.
     """
     if not isinstance(label, str) or len(label) != 1 or label not in labels():
         raise UnknownLabel(f"Unknown label {label!r}: expected one of 0-9, A-Z, a-z.")
@@ -49,11 +54,14 @@ def correction_create(*, submission: Submission, label: str) -> Correction:
     }
     correction = Correction.objects.filter(_open(), submission=submission).order_by("-id").first()
     if correction is None:
-        return Correction.objects.create(submission=submission, label=label, **decided)
-    correction.label = label
-    for field, value in decided.items():
-        setattr(correction, field, value)
-    correction.save(update_fields=["label", *decided])
+        correction = Correction.objects.create(submission=submission, label=label, **decided)
+    else:
+        correction.label = label
+        for field, value in decided.items():
+            setattr(correction, field, value)
+        correction.save(update_fields=["label", *decided])
+    if remember:
+        writer_memory_remember(submission=submission, correction=correction)
     return correction
 
 

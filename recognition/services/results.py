@@ -11,6 +11,7 @@ RESULT_FIELDS = [
     "predicted_label",
     "confidence",
     "top_k",
+    "adapted",
     "model_version",
     "latency_ms",
     "error",
