@@ -139,7 +139,11 @@ def fit_rule(writers: list[dict]):
 
 def machine() -> dict:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
         platform.processor(),
     )
     return {
@@ -158,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stream", type=int, default=3000, help="characters each style writer draws (and corrects)")
     parser.add_argument("--fresh", type=int, default=2000, help="fresh drawings each style writer is measured on")
-    parser.add_argument("--plain", type=int, default=1500, help="unstyled drawings read with each style writer's memory")
+    parser.add_argument(
+        "--plain", type=int, default=1500, help="unstyled drawings read with each style writer's memory"
+    )
     parser.add_argument("--font-stream", type=int, default=6, help="drawings per class in a font writer's stream")
     parser.add_argument("--font-fresh", type=int, default=10, help="fresh drawings per class of a font writer")
     parser.add_argument("--fonts", type=int, default=12, help="how many held-out font families (0: none)")

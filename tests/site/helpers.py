@@ -138,3 +138,14 @@ def broken_copy(source, target, how: str):
     elif how == "garbage":
         target.write_bytes(b"not a keras archive\x00" * 100)
     return target
+
+
+def submit_and_predict(client, drawing: bytes) -> dict:
+    """POST one drawing (eager tasks predict it on commit) and return the stored answer as GET gives it."""
+    response = client.post(
+        "/api/v1/submissions", {"image_base64": base64.b64encode(drawing).decode(), "source": "canvas"}, format="json"
+    )
+    assert response.status_code in (201, 202), response.content
+    body = client.get(response.json()["url"]).json()
+    assert body["status"] == "predicted", body
+    return body

@@ -1,0 +1,156 @@
+"""A writer's memory of their own corrections (issue 19): it reads their next drawing, nobody
+else's; it is bounded, listed, exported and forgotten as its owner asks."""
+
+import io
+
+import numpy as np
+import pytest
+
+from ml.data import CLASSES
+from ml.prototypes import DEFAULT_RULE
+from recognition.images import input28_array
+from recognition.models import Correction, Submission, WriterMemoryEntry
+from recognition.services.predictors import predictor_get
+from tests.site.conftest import browser_client, canvas_png, token_client
+from tests.site.helpers import submit_and_predict
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def least_likely(body: dict, active_model) -> str:
+    """The class the model finds least likely for this drawing: a correction only the memory can bring."""
+    row = Submission.objects.get(id=body["id"])
+    probs = predictor_get(model_version=active_model).probabilities(input28_array(row.input28)[None])[0]
+    return CLASSES[int(np.argmin(probs))]
+
+
+def correct(client, body: dict, label: str):
+    response = client.post(body["url"] + "/correction", {"label": label}, format="json")
+    assert response.status_code == 201, response.content
+    return response
+
+
+def test_the_writers_next_drawing_is_read_using_their_correction_and_nobody_elses(anon, other_anon, active_model):
+    drawing = canvas_png()
+    first = submit_and_predict(anon, drawing)
+    assert first["adapted"] is False
+    label = least_likely(first, active_model)
+    assert first["predicted_label"] != label
+    correct(anon, first, label)
+    assert WriterMemoryEntry.objects.get().label == label
+
+    again = submit_and_predict(anon, drawing)
+    assert again["predicted_label"] == label and again["adapted"] is True
+    # Another visitor drawing the very same thing gets exactly the first answer.
+    theirs = submit_and_predict(other_anon, drawing)
+    assert theirs["adapted"] is False
+    assert theirs["top_k"] == first["top_k"] and theirs["predicted_label"] == first["predicted_label"]
+
+
+def test_an_empty_memory_gives_exactly_the_models_probabilities(anon, active_model):
+    body = submit_and_predict(anon, canvas_png())
+    row = Submission.objects.get(id=body["id"])
+    predictor = predictor_get(model_version=active_model)
+    expected = predictor.top_k(predictor.probabilities(input28_array(row.input28)[None]), 5)[0]
+    assert row.adapted is False
+    assert row.top_k == [{"label": label, "probability": round(p, 6)} for label, p in expected]
+    # The embedding is stored with the prediction, from the same model call.
+    stored = np.frombuffer(bytes(row.embedding), dtype=np.float16)
+    _, embedding = predictor.read(input28_array(row.input28)[None])
+    assert stored.shape == (predictor.embedding_size,)
+    assert np.allclose(stored, embedding[0], atol=1e-3)
+
+
+def test_the_memory_keeps_the_newest_entries_up_to_its_bound(anon, active_model, settings):
+    settings.WRITER_MEMORY_SIZE = 3
+    bodies = [submit_and_predict(anon, canvas_png(size=200 + 20 * i)) for i in range(5)]
+    for body in bodies:
+        correct(anon, body, "x")
+    kept = set(WriterMemoryEntry.objects.values_list("submission_id", flat=True))
+    assert {str(i) for i in kept} == {b["id"] for b in bodies[2:]}
+    assert Correction.objects.count() == 5  # the corrections themselves all stay
+
+
+def test_correcting_the_same_drawing_again_relabels_its_one_entry(anon, active_model):
+    body = submit_and_predict(anon, canvas_png())
+    correct(anon, body, "x")
+    correct(anon, body, "y")
+    assert list(WriterMemoryEntry.objects.values_list("label", flat=True)) == ["y"]
+
+
+def test_you_list_and_forget_your_own_memory_and_another_writer_gets_404(alice, bob, active_model):
+    alice_client, bob_client = token_client(alice), token_client(bob)
+    bodies = [submit_and_predict(alice_client, canvas_png(size=220 + 20 * i)) for i in range(3)]
+    for body in bodies:
+        correct(alice_client, body, "k")
+    page = alice_client.get("/api/v1/writer-memory").json()
+    assert page["count"] == 3 and {r["submission"] for r in page["results"]} == {b["id"] for b in bodies}
+    assert page["results"][0]["input_image"].startswith("data:image/png;base64,")
+    assert bob_client.get("/api/v1/writer-memory").json()["count"] == 0
+
+    entry = page["results"][0]["id"]
+    assert bob_client.delete(f"/api/v1/writer-memory/{entry}").status_code == 404
+    assert bob_client.delete("/api/v1/writer-memory").json() == {"deleted": 0}
+    assert WriterMemoryEntry.objects.count() == 3
+    assert alice_client.delete("/api/v1/writer-memory/not-a-number").status_code == 404
+
+    assert alice_client.delete(f"/api/v1/writer-memory/{entry}").status_code == 204
+    assert WriterMemoryEntry.objects.count() == 2
+    assert alice_client.delete("/api/v1/writer-memory").json() == {"deleted": 2}
+    assert WriterMemoryEntry.objects.count() == 0 and Correction.objects.count() == 3
+
+
+def test_a_visitors_memory_is_theirs_by_session_and_a_cookieless_client_sees_none(anon, other_anon, active_model):
+    body = submit_and_predict(anon, canvas_png())
+    correct(anon, body, "q")
+    assert anon.get("/api/v1/writer-memory").json()["count"] == 1
+    assert other_anon.get("/api/v1/writer-memory").json()["count"] == 0
+    assert browser_client().get("/api/v1/writer-memory").json()["count"] == 0
+
+
+def test_deleting_the_correction_or_the_submission_forgets_the_drawing(anon, active_model):
+    first, second = (submit_and_predict(anon, canvas_png(size=s)) for s in (240, 280))
+    correct(anon, first, "a")
+    correct(anon, second, "b")
+    Correction.objects.filter(submission_id=first["id"]).delete()
+    Submission.objects.filter(id=second["id"]).delete()
+    assert WriterMemoryEntry.objects.count() == 0
+
+
+def test_staff_correcting_someone_elses_drawing_does_not_teach_their_memory(anon, staff, active_model):
+    body = submit_and_predict(anon, canvas_png())
+    correct(token_client(staff), body, "z")
+    assert Correction.objects.count() == 1 and WriterMemoryEntry.objects.count() == 0
+
+
+def test_entries_of_another_model_version_are_not_used(anon, active_model, tiny_model_path):
+    from recognition import services
+    from recognition.models import ModelVersion
+
+    drawing = canvas_png()
+    first = submit_and_predict(anon, drawing)
+    label = least_likely(first, active_model)
+    correct(anon, first, label)
+    newer = ModelVersion.objects.create(name="tiny-2", file_path=str(tiny_model_path))
+    services.model_version_activate(model_version=newer)
+    again = submit_and_predict(anon, drawing)
+    assert again["model_version"] == newer.id
+    assert again["adapted"] is False and again["predicted_label"] == first["predicted_label"]
+    assert anon.get("/api/v1/writer-memory").json()["results"][0]["model_version"] == active_model.id
+
+
+def test_your_export_holds_your_memory(anon, other_anon, active_model):
+    body = submit_and_predict(anon, canvas_png())
+    correct(anon, body, "m")
+    response = anon.get("/api/v1/writer-memory/export")
+    assert response.status_code == 200 and response["Content-Type"] == "application/octet-stream"
+    data = np.load(io.BytesIO(response.content))
+    row = Submission.objects.get(id=body["id"])
+    assert list(data["label_chars"]) == ["m"] and list(data["submission_ids"]) == [body["id"]]
+    assert np.array_equal(data["images"][0], input28_array(row.input28))
+    assert data["vectors"].shape == (1, int(data["vector_lengths"][0])) and data["vectors"].dtype == np.float16
+    assert len(np.load(io.BytesIO(other_anon.get("/api/v1/writer-memory/export").content))["labels"]) == 0
+
+
+def test_the_default_rule_is_a_fitted_one_within_its_ranges():
+    assert 0 < DEFAULT_RULE.threshold < 1 and DEFAULT_RULE.weight > 0
