@@ -41,7 +41,7 @@ class PrototypeRule:
 
 
 # Fitted by bench/personal_adaptation.py on its fitting writers (see bench/RESULTS.md, issue 19).
-DEFAULT_RULE = PrototypeRule(threshold=0.8, weight=0.6)
+DEFAULT_RULE = PrototypeRule(threshold=0.45, weight=1.5)
 
 
 def class_similarity(embeddings: np.ndarray, vectors: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -68,3 +68,14 @@ export async function recentSubmissions() {
   if (!Array.isArray(got.body.results)) throw new FetchError("The list of recent drawings was not the API's answer.");
   return got.body.results;
 }
+
+// Forget everything this writer's corrections taught their own memory; resolves to how many
+// drawings were forgotten.
+export async function forgetHandwriting() {
+  const got = await request(API + "/writer-memory", {
+    method: "DELETE",
+    headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+  }, CONFIG.timeoutMs);
+  if (!got.response.ok) throw new Refused(got.response, got.body);
+  return got.body.deleted;
+}

@@ -2,7 +2,7 @@
 // ES modules served by the site as they are: no build step, no CDN. This one wires them
 // together: predicting (on demand or when the pen rests), the keyboard, uploads, the recent list.
 import { $, FetchError } from "./common.js";
-import { CONFIG, Refused, recentSubmissions, submitDrawing } from "./api.js";
+import { CONFIG, Refused, forgetHandwriting, recentSubmissions, submitDrawing } from "./api.js";
 import { clearDrawing, drawingBlob, on, pad, strokeCount, strokePoints, undoStroke } from "./canvas.js";
 import { label, onCorrected, say, showCharacters, showRecent, working } from "./render.js";
 import { currentMode, setMode, showWord } from "./words.js";
@@ -103,6 +103,23 @@ async function refreshRecent() {
   }
 }
 onCorrected(refreshRecent);
+
+// "Forget my handwriting": the writer's memory of their corrections goes; the corrections stay.
+$("forget-memory").addEventListener("click", async () => {
+  const button = $("forget-memory");
+  const status = $("memory-status");
+  button.disabled = true;
+  try {
+    const deleted = await forgetHandwriting();
+    status.textContent = deleted ? "Forgotten: " + deleted + " corrected drawing" + (deleted === 1 ? "" : "s") + "." : "There was nothing to forget.";
+  } catch (err) {
+    status.textContent = err instanceof Refused && err.status === 429
+      ? "Too many requests: try again in " + (err.retryAfter || 10) + " seconds."
+      : "Could not forget: " + err.message;
+  } finally {
+    button.disabled = false;
+  }
+});
 
 // makeForm: a function resolving to the FormData, called once the request is really going out.
 async function send(kind, makeForm) {

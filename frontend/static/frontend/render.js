@@ -56,6 +56,14 @@ function lookalikeNote(item) {
 }
 
 // Said in words when the top guess is below the threshold, instead of a confident answer.
+// The writer's memory of their own corrections changed this answer (issue 19).
+function adaptedNote() {
+  const note = document.createElement("p");
+  note.className = "adapted";
+  note.textContent = "Read using your corrections";
+  return note;
+}
+
 function unsureNote(item, index) {
   const note = document.createElement("p");
   note.className = "unsure";
@@ -143,7 +151,7 @@ async function correct(item, value, button, out, form) {
   try {
     const stored = await saveCorrection(item, value);
     form.dataset.saved = stored.label;
-    out.textContent = "Thanks: stored \u201c" + stored.label + "\u201d for review.";
+    out.textContent = "Thanks: stored \u201c" + stored.label + "\u201d for review; your next drawings are read with it.";
     announce("Correction stored: " + stored.label);
     hooks.corrected();
   } catch (err) {
@@ -182,6 +190,7 @@ function characterCard(item, index, count) {
   big.setAttribute("aria-label", (count > 1 ? "Character " + (index + 1) + ": " : "Prediction: ") + label(item));
   head.append(figure, big);
   li.append(head, bars(item));
+  if (item.adapted) li.appendChild(adaptedNote());
   if (doubtful) li.appendChild(unsureNote(item, index));
   const note = lookalikeNote(item);
   if (note) li.appendChild(note);
