@@ -5,20 +5,22 @@ into its writer's memory; the worker reads every writer of a batch's memory in o
 moves each drawing's posterior by ``ml.prototypes.adapt``. The writer is whoever owns the
 submission, decided as ownership of submissions is: the user, else the anonymous client id.
 
-Entries whose vectors came from another model version than the serving one are ignored (not
+The worker keeps each writer's decoded memory while it stays unchanged (``_decoded``): one
+small query per batch checks that, so a 500-entry memory is not read and decoded again for
+every drawing. Entries whose vectors came from another model version than the serving one are ignored (not
 recomputed): another model's penultimate layer is another space. They stay listed, so people
 see and can forget them, and count against the bound until newer corrections push them out.
 """
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 
 from ml.data import class_index
-from ml.prototypes import adapt
+from ml.prototypes import adapt, memory_arrays
 from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
 
 EMBEDDING_DTYPE = np.float16  # 2 bytes a dimension: 512 bytes for the shipped model's 256
@@ -49,22 +51,26 @@ def writer_filter(*, owner_id: int | None, client_id: str) -> Q:
 @transaction.atomic
 def writer_memory_remember(*, submission: Submission, correction: Correction) -> WriterMemoryEntry | None:
     """Put ``submission`` under ``correction.label`` in its writer's memory (the same drawing
-    corrected again changes its label), then drop the writer's oldest beyond
-    WRITER_MEMORY_SIZE. None when the drawing has no embedding (not predicted, or predicted
-    before the memory existed) or no writer (an anonymous row without a client id)."""
+    corrected to another label replaces its entry by a new one: entries never change, see
+    ``_decoded``), then drop the writer's oldest beyond WRITER_MEMORY_SIZE. None when the
+    drawing has no embedding (not predicted, or predicted before the memory existed) or no
+    writer (an anonymous row without a client id)."""
     owner_id, client_id = writer_key(submission)
     if not submission.embedding or submission.model_version_id is None or (owner_id is None and not client_id):
         return None
-    entry, _ = WriterMemoryEntry.objects.update_or_create(
+    entry = WriterMemoryEntry.objects.filter(submission=submission).first()
+    if entry is not None and entry.label == correction.label and entry.correction_id == correction.id:
+        return entry
+    if entry is not None:
+        entry.delete()
+    entry = WriterMemoryEntry.objects.create(
         submission=submission,
-        defaults={
-            "owner_id": owner_id,
-            "client_id": client_id,
-            "correction": correction,
-            "label": correction.label,
-            "vector": bytes(submission.embedding),
-            "model_version_id": submission.model_version_id,
-        },
+        owner_id=owner_id,
+        client_id=client_id,
+        correction=correction,
+        label=correction.label,
+        vector=bytes(submission.embedding),
+        model_version_id=submission.model_version_id,
     )
     mine = WriterMemoryEntry.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id))
     stale = list(mine.order_by("-created_at", "-id").values_list("id", flat=True)[settings.WRITER_MEMORY_SIZE :])
@@ -86,23 +92,61 @@ def writer_memory_forget(*, entry: WriterMemoryEntry) -> None:
     entry.delete()
 
 
+# Decoded memories of this process: {(writer key, version id): ((count, last id), vectors, labels)}.
+# Entries never change once written (a relabel writes a new one), so a writer's (count, last
+# id) says whether the copy here is still theirs. Bounded: the least recently used go first.
+_decoded: OrderedDict = OrderedDict()
+DECODED_WRITERS = 256
+
+
+def _writer_of(owner_id, client_id) -> tuple[int | None, str]:
+    return (owner_id, "") if owner_id is not None else (None, client_id)
+
+
 def writer_memories_for(rows: list[Submission], model_version: ModelVersion) -> dict[tuple, tuple]:
-    """{writer key: (float16 (M, D) vectors, int64 (M,) class indices)} for every writer of
-    ``rows`` with a memory from ``model_version``: one query for the whole batch."""
+    """{writer key: (float32 (M, D) vectors sorted by label, int64 (M,) class indices)} for
+    every writer of ``rows`` with a memory from ``model_version``.
+
+    One query asks every writer's (count, last id); only memories that changed since this
+    process last decoded them are read again (a second query, for those writers alone).
+    """
     owners = {row.owner_id for row in rows if row.owner_id is not None}
     clients = {row.client_id for row in rows if row.owner_id is None and row.client_id}
     if not owners and not clients:
         return {}
     entries = WriterMemoryEntry.objects.filter(
         Q(owner_id__in=owners) | Q(owner__isnull=True, client_id__in=clients), model_version=model_version
-    ).values_list("owner_id", "client_id", "label", "vector")
-    grouped = defaultdict(list)
-    for owner_id, client_id, label, vector in entries:
-        grouped[(owner_id, "") if owner_id is not None else (None, client_id)].append((label, bytes(vector)))
+    )
+    stamps = {
+        _writer_of(owner_id, client_id): (n, last)
+        for owner_id, client_id, n, last in entries.values("owner_id", "client_id")
+        .annotate(n=Count("id"), last=Max("id"))
+        .order_by()
+        .values_list("owner_id", "client_id", "n", "last")
+    }
+    stale = [key for key, stamp in stamps.items() if _decoded.get((key, model_version.id), (None,))[0] != stamp]
+    if stale:
+        grouped = defaultdict(list)
+        wanted = Q()
+        for owner_id, client_id in stale:
+            wanted |= writer_filter(owner_id=owner_id, client_id=client_id)
+        for owner_id, client_id, label, vector in entries.filter(wanted).values_list(
+            "owner_id", "client_id", "label", "vector"
+        ):
+            grouped[_writer_of(owner_id, client_id)].append((label, bytes(vector)))
+        for key, items in grouped.items():
+            vectors = np.frombuffer(b"".join(vector for _, vector in items), dtype=EMBEDDING_DTYPE)
+            labels = [class_index(label) for label, _ in items]
+            stamp = (len(items), stamps[key][1]) if len(items) == stamps[key][0] else None
+            _decoded[(key, model_version.id)] = (stamp, *memory_arrays(vectors.reshape(len(items), -1), labels))
     memories = {}
-    for key, items in grouped.items():
-        vectors = np.frombuffer(b"".join(vector for _, vector in items), dtype=EMBEDDING_DTYPE)
-        memories[key] = (vectors.reshape(len(items), -1), np.array([class_index(label) for label, _ in items]))
+    for key in stamps:
+        cached = _decoded.get((key, model_version.id))
+        if cached is not None:
+            _decoded.move_to_end((key, model_version.id))
+            memories[key] = cached[1:]
+    while len(_decoded) > DECODED_WRITERS:
+        _decoded.popitem(last=False)
     return memories
 
 

@@ -1,0 +1,122 @@
+"""What a writer's memory adds to a prediction (issue 19): the worker's hook, query included.
+
+    .venv/bin/python bench/writer_memory_cost.py [--entries 500] [--database-url postgres://...]
+
+Times ``recognition.services.writer_memory.writer_memory_apply`` (one query for the batch's
+writers, float16 vectors decoded, ``ml.prototypes.adapt``) on a throwaway SQLite database (or
+the PostgreSQL one given; its tables are created by migrate and rows are left there):
+
+* one drawing of a writer with ``--entries`` entries (the site's request path);
+* a batch of 32 characters from 4 writers with ``--entries`` each (a word or a busy worker);
+* the same with an empty memory (the query still runs: what everyone else pays).
+
+Embeddings are random unit vectors of the shipped model's width (256); the cost does not
+depend on their values. Targets: <= 1 ms per prediction, <= 0.5 ms per character in a batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+WIDTH = 256
+
+
+def timed(fn, repeats: int) -> dict:
+    fn()  # warm-up
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - started) * 1000)
+    return {"median_ms": round(float(np.median(runs)), 3), "p90_ms": round(float(np.percentile(runs, 90)), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--database-url", default=None, help="default: a throwaway SQLite file")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    os.environ.update(DJANGO_SETTINGS_MODULE="emnist_site.settings", DEBUG="1", DATA_DIR=str(work))
+    os.environ.pop("CELERY_BROKER_URL", None)
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from bench.personal_adaptation import machine
+    from ml.data import CLASSES
+    from ml.inference import normalise
+    from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
+    from recognition.services.writer_memory import embedding_bytes, writer_memory_apply
+
+    call_command("migrate", interactive=False, verbosity=0)
+    rng = np.random.default_rng(0)
+    version = ModelVersion.objects.create(name=f"bench-{time.time_ns()}", file_path="unused")
+    users = [get_user_model().objects.create_user(username=f"bench-{time.time_ns()}-{i}") for i in range(5)]
+
+    def fill(user, n: int) -> None:
+        subs = Submission.objects.bulk_create(
+            Submission(image=b"", content_type="image/png", input28=bytes(784), owner=user, model_version=version)
+            for _ in range(n)
+        )
+        fixes = Correction.objects.bulk_create(
+            Correction(submission=s, label=CLASSES[i % 62]) for i, s in enumerate(subs)
+        )
+        vectors = normalise(rng.random((n, WIDTH), dtype=np.float32))
+        WriterMemoryEntry.objects.bulk_create(
+            WriterMemoryEntry(
+                owner=user, submission=s, correction=c, label=c.label, vector=embedding_bytes(v), model_version=version
+            )
+            for s, c, v in zip(subs, fixes, vectors)
+        )
+
+    for user in users[:4]:
+        fill(user, args.entries)
+
+    def batch(owners):
+        rows = [Submission(owner=u) for u in owners]
+        probs = rng.dirichlet(np.ones(62), size=len(rows)).astype(np.float32)
+        embeddings = normalise(rng.random((len(rows), WIDTH), dtype=np.float32))
+        return lambda: writer_memory_apply(rows, probs, embeddings, version)
+
+    single = timed(batch([users[0]]), args.repeats)
+    many = timed(batch([users[i % 4] for i in range(32)]), args.repeats)
+    empty_single = timed(batch([users[4]]), args.repeats)
+    empty_many = timed(batch([users[4]] * 32), args.repeats)
+    figures = {
+        "machine": machine(),
+        "database": connection.vendor,
+        "entries_per_writer": args.entries,
+        "one_drawing": single,
+        "batch_of_32_from_4_writers": {**many, "per_character_ms": round(many["median_ms"] / 32, 3)},
+        "one_drawing_empty_memory": empty_single,
+        "batch_of_32_empty_memory": {**empty_many, "per_character_ms": round(empty_many["median_ms"] / 32, 3)},
+    }
+    print(json.dumps(figures, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
