@@ -120,6 +120,9 @@ def writer_memory_list_own(*, user, client_id: str) -> QuerySet[WriterMemoryEntr
 def writer_memory_get_own(*, entry_id, user, client_id: str) -> WriterMemoryEntry:
     """One entry of the caller's own memory; another writer's is "not found", as a submission."""
     try:
-        return writer_memory_list_own(user=user, client_id=client_id).get(id=int(str(entry_id)))
+        number = int(str(entry_id))
+        if not 1 <= number < 2**63:  # beyond the column: the database would fail, not answer
+            raise ValueError(number)
+        return writer_memory_list_own(user=user, client_id=client_id).get(id=number)
     except (ValueError, WriterMemoryEntry.DoesNotExist):
         raise NotFound("Memory entry not found.") from None

@@ -93,6 +93,7 @@ def test_you_list_and_forget_your_own_memory_and_another_writer_gets_404(alice, 
     assert bob_client.delete("/api/v1/writer-memory").json() == {"deleted": 0}
     assert WriterMemoryEntry.objects.count() == 3
     assert alice_client.delete("/api/v1/writer-memory/not-a-number").status_code == 404
+    assert alice_client.delete("/api/v1/writer-memory/" + "9" * 30).status_code == 404
 
     assert alice_client.delete(f"/api/v1/writer-memory/{entry}").status_code == 204
     assert WriterMemoryEntry.objects.count() == 2
