@@ -155,3 +155,19 @@ def test_your_export_holds_your_memory(anon, other_anon, active_model):
 
 def test_the_default_rule_is_a_fitted_one_within_its_ranges():
     assert 0 < DEFAULT_RULE.threshold < 1 and DEFAULT_RULE.weight > 0
+
+
+def test_a_changed_memory_is_read_again_by_the_same_process(anon, active_model):
+    drawing = canvas_png()
+    first = submit_and_predict(anon, drawing)
+    probs = predictor_get(model_version=active_model).probabilities(
+        input28_array(Submission.objects.get(id=first["id"]).input28)[None]
+    )[0]
+    unlikely = [CLASSES[i] for i in np.argsort(probs)[:2]]
+    correct(anon, first, unlikely[0])
+    assert submit_and_predict(anon, drawing)["predicted_label"] == unlikely[0]
+    correct(anon, first, unlikely[1])  # the same drawing relabelled: a new entry
+    assert submit_and_predict(anon, drawing)["predicted_label"] == unlikely[1]
+    assert anon.delete("/api/v1/writer-memory").json() == {"deleted": 1}
+    again = submit_and_predict(anon, drawing)
+    assert again["predicted_label"] == first["predicted_label"] and again["adapted"] is False
