@@ -179,6 +179,11 @@ class SubmissionOutputSerializer(serializers.Serializer):
         return CorrectionOutputSerializer(corrections[0]).data if corrections else None
 
 
+class WordReadingSerializer(serializers.Serializer):
+    text = serializers.CharField(help_text="One character per character of the word.")
+    score = serializers.FloatField(help_text="Its share of the probability among the readings found, 0..1.")
+
+
 class WordOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     url = serializers.SerializerMethodField()
@@ -197,6 +202,12 @@ class WordOutputSerializer(serializers.Serializer):
     boxes = serializers.ListField(
         child=serializers.ListField(child=serializers.IntegerField(), min_length=4, max_length=4),
         help_text="Per character, in order: [x0, y0, x1, y1] in the drawing's pixels (end exclusive).",
+    )
+    readings = WordReadingSerializer(
+        many=True,
+        help_text="The word's best readings in context (each character's guesses weighed with its size and "
+        "baseline against the others, letter frequencies and the word list), best first; empty until every "
+        "character is predicted. Picking one means correcting the characters where it differs.",
     )
     characters = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
