@@ -3,7 +3,9 @@
 For each character the candidates are its CNN top-k plus the look-alikes of its best three
 (o/O/0, l/I/1, s/S, 5/S, ...: what one 28x28 image cannot decide), each scored
 
-    log P_cnn(c)  +  geometry * log P_geo(c | box vs the word's other boxes)
+    log P_cnn(c)  +  geometry * log P_geo(c | box vs the word's other boxes)  -  capital [c is one]
+
+(``geometry_uniform`` instead of ``geometry`` where the characters are all about as tall)
 
 and a beam search over the word adds
 
@@ -41,7 +43,7 @@ import numpy as np
 from ml.data import CLASSES
 from ml.evaluate import LOOKALIKE_PAIRS
 from ml.lexicon import END, START, Lexicon, load_lexicon, symbol
-from ml.word_geometry import GeometryModel
+from ml.word_geometry import GeometryModel, tells_case
 
 CONTEXT_PATH = Path(__file__).resolve().parent / "word_context.json"
 # Letters and digits that handwriting confuses, beyond ml.evaluate's case look-alikes.
@@ -68,6 +70,11 @@ LOOKALIKES = _lookalikes()
 @dataclass(frozen=True)
 class Weights:
     geometry: float = 1.0
+    # For a word whose characters are all about as tall (``tells_case`` False): "seams" and
+    # "SEAMS" have the same boxes, so there the geometry counts for less.
+    geometry_uniform: float = 0.25
+    # Per capital letter: lower case is the commoner way to write.
+    capital: float = 0.0
     ngram: float = 0.5
     case_switch: float = 3.0
     digit_switch: float = 1.5
@@ -112,8 +119,8 @@ class Context:
     def prefixes(self) -> frozenset[str]:
         return frozenset(w[:i] for w in self.lexicon.words for i in range(1, len(w) + 1))
 
-    def candidates(self, top: list[tuple[str, float]], geo: np.ndarray) -> list[tuple[str, float]]:
-        """(character, score) for one character: CNN log probability plus weighted geometry."""
+    def candidates(self, top: list[tuple[str, float]], geo: np.ndarray, weight: float) -> list[tuple[str, float]]:
+        """(character, score) for one character: CNN log probability plus ``weight`` x geometry."""
         probs = {label: p for label, p in top}
         floor = min(MISSING_PROBABILITY, 0.5 * min(probs.values(), default=1.0))
         labels = set(probs)
@@ -124,7 +131,8 @@ class Context:
             if label not in _CLASS_INDEX:
                 continue
             p = max(probs.get(label, floor), 1e-9)
-            out.append((label, math.log(p) + self.weights.geometry * float(geo[_CLASS_INDEX[label]])))
+            score = math.log(p) + weight * float(geo[_CLASS_INDEX[label]])
+            out.append((label, score - self.weights.capital * label.isupper()))
         return out
 
     def decode(self, tops: list[list[tuple[str, float]]], boxes, count: int = READINGS) -> list[Reading]:
@@ -140,10 +148,11 @@ class Context:
             raise ValueError(f"{len(tops)} characters but {len(boxes)} boxes")
         w, trigram = self.weights, self.lexicon.trigram
         geo = self.geometry.log_posterior(boxes)
+        geo_weight = w.geometry if tells_case(boxes) else w.geometry_uniform
         # A hypothesis: (score, text, last two symbols, kind of its last character).
         beam = [(0.0, "", START, START, "")]
         for position, (top, g) in enumerate(zip(tops, geo)):
-            options = self.candidates(top, g)
+            options = self.candidates(top, g, geo_weight)
             grown = []
             for score, text, a, b, prev in beam:
                 for char, char_score in options:

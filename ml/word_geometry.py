@@ -11,6 +11,7 @@ posterior over the 62 classes from its geometry alone (uniform class prior).
 Public:
     FEATURES: the names of the columns of ``features``
     features(boxes) -> float32 (N, len(FEATURES))
+    tells_case(boxes) -> bool: the heights differ enough to say anything
     GeometryModel(mean, var): log_posterior(boxes) -> float32 (N, 62); fit(feats, labels)
 
 Only NumPy.
@@ -33,6 +34,18 @@ FEATURES = (
 # No class's spread is narrower than this (squared feature units): a class seen few times
 # must not become certain of its geometry.
 VAR_FLOOR = 0.004
+# A word whose tallest character is less than this many times its shortest shows no x-height
+# against cap height ("seams" and "SEAMS" have the same boxes): its geometry says nothing.
+MIN_SPREAD = 1.25
+
+
+def tells_case(boxes) -> bool:
+    """Whether the word's boxes differ enough in height for geometry to say anything."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) < 2:
+        return False
+    height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    return bool(height.max() >= MIN_SPREAD * height.min())
 
 
 def features(boxes) -> np.ndarray:
@@ -102,7 +115,9 @@ class GeometryModel:
     def log_posterior(self, boxes) -> np.ndarray:
         """float32 (N, C): log P(class | geometry) per character, uniform prior over classes.
 
-        A word of one character has no neighbours to compare with: every class is equally likely.
+        A word of one character has no neighbours to compare with: every class is equally
+        likely. (One of characters all about as tall, ``tells_case`` False, says little: the
+        decoder gives it its own, smaller weight.)
         """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         num_classes = len(self.mean)
