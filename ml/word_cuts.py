@@ -55,7 +55,9 @@ class CutWeights:
     wide: float = 0.0
 
 
-CUT_WEIGHTS = CutWeights()
+# Fitted by ``python bench/word_segmentation.py --fit`` (seed 18, 400 pairs, 400 letters, 200
+# words of the fitting part): see bench/RESULTS.md, "Issue 18".
+CUT_WEIGHTS = CutWeights(per_character=3.0, cut=2.0, join=0.0, wide=8.0)
 
 
 @dataclass(frozen=True)
