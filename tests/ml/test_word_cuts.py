@@ -44,10 +44,11 @@ def test_a_joined_pair_is_cut_where_the_cnn_reads_two_characters_better():
 def test_side_by_side_strokes_of_one_letter_are_joined_and_spaced_letters_are_not():
     stem = Piece(box=(0, 0, 8, 40), ink=np.ones((40, 8), np.float32), strokes=(0,))
     arch = Piece(box=(10, 0, 34, 40), ink=np.ones((40, 24), np.float32), strokes=(1,))
+
     # The stand-in is unsure of a stem or an arch alone, sure of them together.
-    unsure_alone = lambda inks: np.array(
-        [[0.9 if i.shape[1] > 20 and i.shape[1] >= 30 else 0.3] + [0.0] * 61 for i in inks]
-    )  # noqa: E731
+    def unsure_alone(inks):
+        return np.array([[0.9 if i.shape[1] >= 30 else 0.3] + [0.0] * 61 for i in inks])
+
     weights = CutWeights(per_character=0.5, cut=0.5, join=1.0)
     joined = resegment([stem, arch], unsure_alone, weights)
     assert len(joined) == 1 and joined[0].box == (0, 0, 34, 40) and joined[0].strokes == (0, 1)

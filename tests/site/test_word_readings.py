@@ -75,3 +75,16 @@ def test_the_schema_documents_the_readings(anon):
     assert word["type"] == "array" and word["items"]["$ref"].endswith("/WordReading")
     assert set(components["WordReading"]["properties"]) == {"text", "score"}
     assert "readings" in components["WordOutput"]["required"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_word_predicted_by_another_tasks_batch_still_shows_its_readings(anon, active_model):
+    image, strokes, _ = word_drawing(3)
+    payload = {"image_base64": "data:image/png;base64," + base64.b64encode(image).decode(), "strokes": strokes}
+    body = anon.post(WORDS, payload, format="json").json()
+    stored = Word.objects.get(id=body["id"]).readings
+    # As if another task's batch had claimed and predicted the characters: nothing stored.
+    Word.objects.filter(id=body["id"]).update(readings=[])
+    again = anon.get(body["url"]).json()
+    assert again["readings"] == stored and len(stored) == 3
+    assert Word.objects.get(id=body["id"]).readings == []  # a read never writes
