@@ -168,7 +168,8 @@ def read_part(args, part: int, predictor, lexicon, images, labels, fonts):
     out = []
     for text, is_dict in make_words(args.words, part, rng, lexicon):
         size = int(rng.choice(args.sizes))
-        ink = place_word(inks.word(text, font=rng.random() < 0.25), text, rng, size)
+        font = bool(rng.random() < 0.25)
+        ink = place_word(inks.word(text, font=font), text, rng, size)
         png = ink_to_png(ink)
         started = time.perf_counter()
         pieces = segment_image_bytes(png).pieces
@@ -178,7 +179,7 @@ def read_part(args, part: int, predictor, lexicon, images, labels, fonts):
         # images one by one through the single-image path, more in one batch.
         tops = [predictor.predict(i, k=5) for i in inputs] if len(inputs) <= 3 else predictor.predict_batch(inputs, k=5)
         seconds = (segmented - started, time.perf_counter() - segmented)
-        out.append((text, is_dict, tops, [p.box for p in pieces], seconds))
+        out.append((text, is_dict, tops, [p.box for p in pieces], seconds, "font" if font and inks.fonts else "emnist"))
     return out
 
 
@@ -186,7 +187,7 @@ def score(context: Context | None, words) -> dict:
     """Accuracy of the best reading (``context`` None: the characters' top-1, as today)."""
     totals = {True: [0, 0, 0, 0, 0], False: [0, 0, 0, 0, 0]}  # words, right, chars, chars right, seg errors
     decode_s = []
-    for text, is_dict, tops, boxes, _ in words:
+    for text, is_dict, tops, boxes, *_ in words:
         t = totals[is_dict]
         t[0] += 1
         t[2] += len(text)
@@ -221,7 +222,7 @@ def objective(result: dict) -> float:
 def fit(words, lexicon) -> tuple[GeometryModel, Weights]:
     """Geometry from the rightly split fitting words; then the weights, one at a time, twice over."""
     feats, labels = [], []
-    for text, _, tops, boxes, _ in words:
+    for text, _, tops, boxes, *_ in words:
         if len(tops) == len(text):
             feats.append(features(boxes))
             labels.extend(CLASSES.index(c) for c in text)
@@ -295,11 +296,14 @@ def main() -> int:
     print(line("CNN x geometry only", score(Context(context.lexicon, context.geometry, geometry_only), reporting)))
     result = score(context, reporting)
     print(line("with context (shipped)", result))
+    for source in ("emnist", "font"):
+        part = [w for w in reporting if w[5] == source]
+        print(line(f"  {source} words only ({len(part)})", score(context, part)))
     seg_ms = np.array([1000 * w[4][0] for w in eight])
     cnn_ms = np.array([1000 * w[4][1] for w in eight])
     context.decode(eight[0][2], eight[0][3])  # the prefix set is built once per process
     decode_ms = []
-    for _, _, tops, boxes, _ in eight:
+    for _, _, tops, boxes, *_ in eight:
         started = time.perf_counter()
         context.decode(tops, boxes)
         decode_ms.append(1000 * (time.perf_counter() - started))
