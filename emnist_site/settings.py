@@ -6,6 +6,7 @@ PostgreSQL and Redis with separate worker and beat processes; the code path is t
 A malformed value stops start-up with a message naming the variable.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -161,6 +162,11 @@ SHIPPED_MODEL_REPORT_PATH = "ml/artifacts/emnist_cnn.report.json"
 # How long POST /api/v1/submissions waits for the worker before answering 202.
 SUBMISSION_WAIT_SECONDS = read("float", "SUBMISSION_WAIT_SECONDS", 3, minimum=0)
 PREDICTION_TOP_K = 5
+# Words are read in context with this language's word list and letter frequencies (wordfreq's
+# code: "en", "fr", "de", ...; ml/lexicon.py).
+WORD_LANGUAGE = env.str("WORD_LANGUAGE", "en")
+if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,8})?", WORD_LANGUAGE):
+    raise ImproperlyConfigured(f"WORD_LANGUAGE must be a language code such as 'en', got {WORD_LANGUAGE!r}")
 # A worker task predicts its own submission and up to this many - 1 other pending ones in one
 # model call (under load, one message's task clears the queue behind it).
 SUBMISSION_BATCH_SIZE = read("int", "SUBMISSION_BATCH_SIZE", 32, minimum=1)

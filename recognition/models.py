@@ -148,6 +148,9 @@ class Word(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="words"
     )
     client_id = models.CharField(max_length=64, blank=True, default="")
+    # The best readings of the whole word in context (ml.word_context), best first, once every
+    # character is predicted: [{"text": ..., "score": share of the probability, 0..1}, ...].
+    readings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -13,6 +13,7 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from recognition.images import input28_data_url
 from recognition.labels import labels
 from recognition.models import ModelVersion, Submission
+from recognition.services.word_readings import word_readings_get
 
 # A 28x28 canvas export of a "1" (transparent background, ink in alpha): the docs' example.
 EXAMPLE_PNG_BASE64 = (
@@ -183,6 +184,11 @@ class SubmissionOutputSerializer(serializers.Serializer):
         return CorrectionOutputSerializer(corrections[0]).data if corrections else None
 
 
+class WordReadingSerializer(serializers.Serializer):
+    text = serializers.CharField(help_text="One character per character of the word.")
+    score = serializers.FloatField(help_text="Its share of the probability among the readings found, 0..1.")
+
+
 class WordOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     url = serializers.SerializerMethodField()
@@ -202,6 +208,11 @@ class WordOutputSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.IntegerField(), min_length=4, max_length=4),
         help_text="Per character, in order: [x0, y0, x1, y1] in the drawing's pixels (end exclusive).",
     )
+    readings = serializers.SerializerMethodField(
+        help_text="The word's best readings in context (each character's guesses weighed with its size and "
+        "baseline against the others, letter frequencies and the word list), best first; empty until every "
+        "character is predicted. Picking one means correcting the characters where it differs.",
+    )
     characters = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
@@ -211,6 +222,10 @@ class WordOutputSerializer(serializers.Serializer):
     @extend_schema_field(SubmissionOutputSerializer(many=True))
     def get_characters(self, obj):
         return SubmissionOutputSerializer(obj._characters(), many=True).data
+
+    @extend_schema_field(WordReadingSerializer(many=True))
+    def get_readings(self, obj):
+        return word_readings_get(obj)
 
     def get_corrected_text(self, obj) -> str:
         text = []

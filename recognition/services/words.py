@@ -14,6 +14,7 @@ from recognition.services.drawings import drawing_check, drawing_owner, drawing_
 from recognition.services.notifications import submission_notify_done
 from recognition.services.queueing import PREDICT_WORD, queue_or_note
 from recognition.services.results import submissions_mark_failed
+from recognition.services.word_readings import word_readings_store
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ def word_predict(*, word_id: str) -> Word | None:
     pending rows (``predict_pending_batch``: claimed with SKIP LOCKED, stored in one transaction).
 
     Idempotent like ``submission_predict``: a redelivered task finds the characters done.
+    Once every character is predicted, the word's readings in context are stored
+    (``word_readings_store``).
     """
     word = Word.objects.filter(id=word_id).first()
     if word is None:
@@ -118,7 +121,12 @@ def word_predict(*, word_id: str) -> Word | None:
         return None
     own_ids = _pending_character_ids(word_id)
     if not own_ids:
+        if not word.readings:  # redelivered after the characters were stored, before the readings
+            word_readings_store(word_id=word_id)
         return word
     Submission.objects.filter(id__in=own_ids, status=Submission.Status.PENDING).update(attempts=F("attempts") + 1)
-    submission_notify_done(results=predict_pending_batch(own_ids=own_ids))
+    results = predict_pending_batch(own_ids=own_ids)
+    # Before the notification: a client woken by it reads the word with its readings.
+    word_readings_store(word_id=word_id)
+    submission_notify_done(results=results)
     return word

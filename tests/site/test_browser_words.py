@@ -33,7 +33,10 @@ def test_writing_three_characters_gives_three_recognised_characters_each_correct
     characters = word._characters()
     assert [c.position for c in characters] == [0, 1, 2]
     text = page.inner_text("#prediction")
-    assert text == "".join(c.predicted_label for c in characters) and len(text) == 3
+    # The heading is the word's best reading in context (issue 18), else the characters' top-1.
+    word.refresh_from_db()
+    assert text == (word.readings[0]["text"] if word.readings else "".join(c.predicted_label for c in characters))
+    assert len(text) == 3
     assert all(ch in CLASSES for ch in text)
     # The shipped model reads the ellipse as one of the o/O/0 look-alikes.
     assert text[1] in "0Oo", text

@@ -54,6 +54,7 @@ def test_database_and_broker_urls_switch_to_postgresql_and_redis():
         ({"RETRAIN_FINETUNE": "[0.001]"}, "RETRAIN_FINETUNE must be a JSON object"),
         ({"RETRAIN_HOLDOUT_EVERY": "1"}, "RETRAIN_HOLDOUT_EVERY must be 2 or more"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be a log level"),
+        ({"WORD_LANGUAGE": "English"}, "WORD_LANGUAGE must be a language code such as 'en', got 'English'"),
     ],
     ids=[
         "scheme",
@@ -74,6 +75,7 @@ def test_database_and_broker_urls_switch_to_postgresql_and_redis():
         "finetune",
         "holdout",
         "log-level",
+        "word-language",
     ],
 )
 def test_it_fails_fast_on_a_malformed_environment(env, message):

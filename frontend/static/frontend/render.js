@@ -220,6 +220,7 @@ function listOf(names) {
 export function showCharacters(items, text, kind) {
   const result = $("result");
   result.hidden = false;
+  $("readings").hidden = true; // a word's readings: words.js shows them again for a word
   result.dataset.kind = items.length > 1 || kind === "word" ? "word" : "char";
   result.dataset.submissionId = items.length === 1 ? items[0].id : "";
   const doubtful = items.map(unsure);

@@ -1,0 +1,233 @@
+"""Splitting a word where it is hard: touching characters, and letters drawn in several strokes.
+
+    python bench/word_segmentation.py [--pairs 600] [--letters 400] [--seed 18]
+
+Two measurements of the site's segmentation (``ml.segment.segment_image_bytes``), as the word
+path calls it:
+
+- Joined pairs: two EMNIST validation images (odd rows: the reporting part of
+  bench/word_context.py) written side by side at one height, the second moved left until the
+  inks overlap by 5-30% of the narrower character's width, so they touch. Sent as a PNG
+  without strokes (an upload). Split right = exactly two pieces, each holding most of its own
+  character's ink.
+- Several-stroke letters: m, n, k and E drawn on a canvas-like image as separate strokes side
+  by side (m: a stem and two arches, n: a stem and an arch, k: a stem and the two arms in one
+  stroke, E: a stem and three bars), each later stroke starting at the end of the one before,
+  give or take 15% of the letter's width; the strokes are sent. Over-split = more than one piece.
+
+Targets (issue 18): at least 80% of joined pairs split right; at most 2% of several-stroke
+letters over-split.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from word_context import place_word  # noqa: E402
+
+from ml.data import load_validation  # noqa: E402
+from ml.inference import load_predictor  # noqa: E402
+from ml.preprocess import ink_to_emnist, ink_to_png  # noqa: E402
+from ml.segment import segment_image_bytes  # noqa: E402
+from ml.synth import render_character_ink  # noqa: E402
+from ml.word_cuts import CUT_WEIGHTS, CutWeights, candidates, choose, log_confidence  # noqa: E402
+
+
+def crop(ink):
+    rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def joined_pair(a, b, rng, height=80):
+    """Float ink of two characters touching, and the column where b's ink begins."""
+    inks = []
+    for image in (a, b):
+        ink = crop(render_character_ink(image, rng, 120))
+        width = max(2, round(ink.shape[1] * height / ink.shape[0]))
+        inks.append(np.asarray(Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BILINEAR)))
+    overlap = round(rng.uniform(0.05, 0.3) * min(i.shape[1] for i in inks))
+    left = 30 + inks[0].shape[1] - overlap
+    out = np.zeros((height + 60, left + inks[1].shape[1] + 30), dtype=np.float32)
+    out[30 : 30 + height, 30 : 30 + inks[0].shape[1]] = inks[0]
+    region = out[30 : 30 + height, left : left + inks[1].shape[1]]
+    np.maximum(region, inks[1], out=region)
+    return np.clip(out, 0, 1), left, inks
+
+
+def touching(out) -> bool:
+    """Whether the pair's ink is one connected blob (else the pair is not joined)."""
+    from ml.segment import label_components
+
+    _, count = label_components(out > 0.5)
+    return count == 1
+
+
+def several_strokes(letter: str, rng, size=90, pen=8):
+    """(PNG bytes, strokes) of ``letter`` drawn as side-by-side strokes on a canvas-like image."""
+    x0, y0, w, h = 40, 40, size * (1.3 if letter == "m" else 0.8), size
+    jitter = lambda: rng.uniform(-0.15, 0.15) * w  # noqa: E731
+    top, bottom = y0, y0 + h
+    if letter in "mn":
+        arches = 2 if letter == "m" else 1
+        strokes = [[[x0, top], [x0, bottom]]]
+        step = w / arches
+        start = x0
+        for _ in range(arches):
+            s = start + jitter()
+            # An arch over the top, from half-way up the stroke before down to the baseline.
+            arch = [[s + step * t, top + h * (1 - np.sin(np.pi * t) ** 0.5)] for t in np.linspace(0.1, 1.0, 12)]
+            strokes.append(arch)
+            start = s + step
+    elif letter == "k":
+        s = x0 + jitter() * 0.5
+        strokes = [
+            [[x0, top], [x0, bottom]],
+            [[s + w * 0.8, top + h * 0.3], [s + 2, top + h * 0.62], [s + w * 0.8, bottom]],
+        ]
+    else:  # E
+        strokes = [[[x0, top], [x0, bottom]]]
+        for y in (top, (top + bottom) / 2, bottom):
+            s = x0 + abs(jitter()) * 0.5
+            strokes.append([[s, y], [s + w * 0.8, y]])
+    width, height = int(x0 + w * 1.6 + 60), int(bottom + 50)
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        draw.line([tuple(p) for p in stroke], fill=(0, 0, 0, 255), width=pen, joint="curve")
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), [[[round(x, 1), round(y, 1)] for x, y in s] for s in strokes]
+
+
+def cases(args, part: int, images, rng):
+    """The three sets of one part: joined pairs, several-stroke letters, ordinary spaced words.
+
+    Each case is (png, strokes or None, expected piece count, column of the join or None, width
+    of the narrower character or None, kind)."""
+    rows = rng.permutation(np.flatnonzero(np.arange(len(images)) % 2 == part))
+    out = []
+    for i in range(args.pairs):
+        ink, left, inks = joined_pair(images[rows[2 * i]], images[rows[2 * i + 1]], rng)
+        if touching(ink):
+            out.append((ink_to_png(ink), None, 2, left, min(i.shape[1] for i in inks), "pair"))
+    for i in range(args.letters):
+        png, strokes = several_strokes("mnkE"[i % 4], rng)
+        out.append((png, strokes, 1, None, None, "letter"))
+    offset = 2 * args.pairs
+    for _ in range(args.words):
+        n = int(rng.integers(3, 7))
+        chosen = images[rows[offset : offset + n]]
+        offset += n
+        text = "o" * n  # every character at x-height: only the spacing matters here
+        inks = [render_character_ink(image, rng, 90) for image in chosen]
+        ink = place_word(inks, text, rng, int(rng.choice([24, 36, 56])))
+        out.append((ink_to_png(ink), None, n, None, None, "word"))
+    return out
+
+
+def measure(found, cases) -> dict:
+    right = {"pair": 0, "letter": 0, "word": 0}
+    total = {"pair": 0, "letter": 0, "word": 0}
+    for pieces, (_, _, expected, left, narrow, kind) in zip(found, cases):
+        total[kind] += 1
+        ok = len(pieces) == expected
+        if ok and kind == "pair":
+            # The cut within 20% of the narrower character's width of where the two meet.
+            ok = abs(pieces[1].box[0] - left) <= 0.2 * narrow
+        right[kind] += ok
+    return {k: (right[k], total[k]) for k in right}
+
+
+def read_cases(cases, read):
+    """Each case through ml.segment and the CNN: (pieces, candidates, log confidences, seconds)."""
+    out = []
+    for png, strokes, *_ in cases:
+        started = time.perf_counter()
+        pieces = segment_image_bytes(png, strokes).pieces
+        segmented = time.perf_counter() - started
+        found = candidates(pieces)
+        log_best = log_confidence(read([p.ink for p in found.pieces])) if found else None
+        out.append((pieces, found, log_best, segmented, time.perf_counter() - started))
+    return out
+
+
+def run(read_out, weights):
+    """The pieces chosen with ``weights`` (None: ml.segment's alone) and the seconds each took."""
+    found, seconds = [], []
+    for pieces, cands, log_best, segmented, total in read_out:
+        if weights is None or cands is None:
+            found.append(pieces)
+            seconds.append(segmented if weights is None else total)
+        else:
+            started = time.perf_counter()
+            found.append(choose(cands, log_best, weights))
+            seconds.append(total + time.perf_counter() - started)
+    return found, seconds
+
+
+def report(name, result, seconds):
+    (pr, pt), (lr, lt), (wr, wt) = result["pair"], result["letter"], result["word"]
+    print(
+        f"{name:<34} joined pairs split right {pr}/{pt} = {pr / max(pt, 1):.1%}; several-stroke letters over-split "
+        f"{lt - lr}/{lt} = {(lt - lr) / max(lt, 1):.1%}; spaced words split right {wr}/{wt} = {wr / max(wt, 1):.1%}; "
+        f"median {1000 * np.median(seconds):.1f} ms, p95 {1000 * np.percentile(seconds, 95):.1f} ms a drawing"
+    )
+
+
+def objective(result) -> float:
+    return sum(r / max(t, 1) for r, t in result.values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="ml/artifacts/emnist_cnn.keras")
+    parser.add_argument("--data-dir", default="../shared/data/emnist")
+    parser.add_argument("--pairs", type=int, default=400)
+    parser.add_argument("--letters", type=int, default=400)
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument(
+        "--fit", action="store_true", help="fit the cut and join costs on the fitting part and print them"
+    )
+    args = parser.parse_args()
+    images, _ = load_validation(args.data_dir)
+    predictor = load_predictor(args.model)
+    read = lambda inks: predictor.probabilities(np.stack([ink_to_emnist(i) for i in inks]))  # noqa: E731
+    weights = CUT_WEIGHTS
+    if args.fit:
+        fitting = cases(args, 0, images, np.random.default_rng(args.seed))
+        fitting_read = read_cases(fitting, read)
+        best = -1.0
+        grid = {
+            "per_character": [0.0, 0.5, 1.0, 2.0, 3.0],
+            "cut": [0.0, 0.5, 1.0, 2.0],
+            "join": [0.0, 0.5, 1.0, 2.0, 3.0],
+            "wide": [0.0, 1.0, 2.0, 4.0, 8.0],
+        }
+        for _ in range(2):  # coordinate search, twice over
+            for name, values in grid.items():
+                for value in values:
+                    trial = CutWeights(**{**weights.__dict__, name: value})
+                    got = objective(measure(run(fitting_read, trial)[0], fitting))
+                    if got > best:
+                        best, weights = got, trial
+        print(f"fitted {weights} (objective {best:.3f} on the fitting part)")
+    reporting = cases(args, 1, images, np.random.default_rng(args.seed + 1))
+    reporting_read = read_cases(reporting, read)
+    found, seconds = run(reporting_read, None)
+    report("ml.segment alone (today)", measure(found, reporting), seconds)
+    found, seconds = run(reporting_read, weights)
+    report(f"with resegment {weights}", measure(found, reporting), seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

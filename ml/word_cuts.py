@@ -1,0 +1,226 @@
+"""Segmentation by recognition: cut touching characters, join a letter drawn in several strokes.
+
+``ml.segment`` splits a word at the gaps between its strokes or ink components. Two failures
+remain: characters that touch come out as one piece, and a letter drawn in side-by-side
+strokes (an m as a stem and two arches) comes out as several. Here the pieces are first cut
+further where a piece is wide (at the columns where its ink is thinnest: ``cut_columns``),
+giving "atoms"; then every run of one to three neighbouring atoms that could be one
+character is read by the CNN, and a dynamic programme keeps the path of runs whose readings
+score best:
+
+    sum over characters of  log max_c P_cnn(c | run)  -  per_character  -  wide x (excess width)
+                            -  cut   (for each cut through one of ml.segment's pieces)
+                            -  join  (for each gap between ml.segment's pieces joined)
+
+The costs are fitted on bench/word_segmentation.py's fitting part (``CUT_WEIGHTS``).
+
+Public:
+    cut_columns(ink, height) -> list[int]
+    resegment(pieces, read, weights=CUT_WEIGHTS) -> list[Piece]
+        read: a callable from a list of ink maps to float (N, 62) CNN probabilities.
+    candidates(pieces) -> Candidates | None; choose(found, log_best, weights) -> list[Piece]
+        (the two halves of ``resegment``: a fit reads the candidates once, chooses many times)
+
+Only NumPy (the CNN comes in through ``read``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.pieces import Piece
+
+# A piece wider than this many times the word's tallest piece may hold two characters.
+WIDE = 0.9
+# A cut leaves at least this share of the reference height on each side.
+MIN_PART = 0.25
+# Runs of atoms wider than this many times the reference height are never one character.
+MAX_RUN = 1.6
+# Pieces further apart than this share of the reference height are never joined.
+MAX_JOIN_GAP = 0.25
+MAX_RUN_ATOMS = 3
+NARROW = 0.8
+
+
+@dataclass(frozen=True)
+class CutWeights:
+    per_character: float = 1.0
+    cut: float = 1.0
+    join: float = 2.0
+    # Per unit of a character's width beyond ``NARROW`` times the reference height: one
+    # character is rarely much wider than tall, two touching ones often are.
+    wide: float = 0.0
+
+
+# Fitted by ``python bench/word_segmentation.py --fit`` (seed 18, 400 pairs, 400 letters, 200
+# words of the fitting part): see bench/RESULTS.md, "Issue 18".
+CUT_WEIGHTS = CutWeights(per_character=3.0, cut=2.0, join=0.0, wide=8.0)
+
+
+@dataclass(frozen=True)
+class _Atom:
+    box: tuple[int, int, int, int]
+    ink: np.ndarray
+    piece: int  # which of ml.segment's pieces it came from
+    strokes: tuple[int, ...] | None
+
+
+def cut_columns(ink: np.ndarray, height: float) -> list[int]:
+    """Candidate cuts of one piece: local minima of its ink per column, best first.
+
+    Args:
+        ink: (H, W) ink map of one piece (any scale, background 0).
+        height: the word's reference height in pixels (its tallest piece).
+
+    Returns:
+        Column indices within the piece, at least ``MIN_PART * height`` from either side,
+        ordered by how little ink the column holds; at most three.
+    """
+    ink = np.asarray(ink, dtype=np.float64)
+    inked = ink > 0.5 * ink.max() if ink.size and ink.max() > 0 else ink > 0
+    # A join is a column of little ink in one run: the inside of an "o" has little ink too,
+    # but in two runs (its top and its bottom), so ink x runs tells them apart.
+    runs = np.maximum(1, (np.diff(inked.astype(np.int8), axis=0) == 1).sum(axis=0) + inked[0])
+    smooth = ink.sum(axis=0) * runs
+    width = len(smooth)
+    margin = max(2, int(MIN_PART * height))
+    if width < 2 * margin + 1:
+        return []
+    found = []
+    for x in range(margin, width - margin):
+        if smooth[x] <= smooth[x - 1] and smooth[x] <= smooth[x + 1]:
+            found.append(x)
+    found.sort(key=lambda x: smooth[x])
+    kept: list[int] = []
+    for x in found:
+        if all(abs(x - k) >= margin for k in kept):
+            kept.append(x)
+    return kept[:3]
+
+
+def _atoms(pieces: list[Piece], height: float) -> list[_Atom]:
+    atoms = []
+    for index, piece in enumerate(pieces):
+        x0, y0, x1, y1 = piece.box
+        cuts = sorted(cut_columns(piece.ink, height)) if (x1 - x0) > WIDE * height else []
+        edges = [0, *cuts, x1 - x0]
+        # A cut piece's strokes cannot be told apart by column: its parts keep none.
+        strokes = piece.strokes if not cuts else None
+        for a, b in zip(edges, edges[1:]):
+            part = piece.ink[:, a:b]
+            rows = np.flatnonzero(part.max(axis=1) > 0)
+            if len(rows) == 0:
+                continue
+            ink = part[rows[0] : rows[-1] + 1]
+            box = (x0 + a, y0 + int(rows[0]), x0 + b, y0 + int(rows[-1]) + 1)
+            atoms.append(_Atom(box=box, ink=ink, piece=index, strokes=strokes))
+    return atoms
+
+
+def _merge(atoms: list[_Atom]) -> Piece:
+    x0 = min(a.box[0] for a in atoms)
+    y0 = min(a.box[1] for a in atoms)
+    x1 = max(a.box[2] for a in atoms)
+    y1 = max(a.box[3] for a in atoms)
+    ink = np.zeros((y1 - y0, x1 - x0), dtype=atoms[0].ink.dtype)
+    for a in atoms:
+        region = ink[a.box[1] - y0 : a.box[3] - y0, a.box[0] - x0 : a.box[2] - x0]
+        np.maximum(region, a.ink, out=region)
+    strokes = None
+    if all(a.strokes is not None for a in atoms):
+        strokes = tuple(sorted({s for a in atoms for s in a.strokes}))
+    return Piece(box=(x0, y0, x1, y1), ink=ink, strokes=strokes)
+
+
+def _runs(atoms: list[_Atom], height: float) -> list[tuple[int, int]]:
+    """(start, end) of the runs of atoms that could be one character. Each of ml.segment's
+    pieces, whole, is always one: the search may cut a piece, never has to."""
+    wholes = {}
+    for i, atom in enumerate(atoms):
+        start, _ = wholes.get(atom.piece, (i, i))
+        wholes[atom.piece] = (start, i + 1)
+    runs = set(wholes.values())
+    for start in range(len(atoms)):
+        for end in range(start + 1, min(len(atoms), start + MAX_RUN_ATOMS) + 1):
+            if end - start > 1:
+                left, right = atoms[end - 2], atoms[end - 1]
+                if left.piece != right.piece and right.box[0] - left.box[2] > MAX_JOIN_GAP * height:
+                    break
+                if right.box[2] - atoms[start].box[0] > MAX_RUN * height:
+                    break
+            runs.add((start, end))
+    return sorted(runs)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the search chooses from: the atoms, the runs of them, and each run as a Piece."""
+
+    atoms: list[_Atom]
+    runs: list[tuple[int, int]]
+    pieces: list[Piece]
+    height: float
+
+
+def candidates(pieces: list[Piece]) -> Candidates | None:
+    """The runs to read, or None when there is nothing to decide (no wide piece, no close neighbours)."""
+    if not pieces:
+        return None
+    height = float(max(p.box[3] - p.box[1] for p in pieces))
+    atoms = _atoms(pieces, height)
+    runs = _runs(atoms, height)
+    if len(atoms) == len(pieces) and all(end - start == 1 for start, end in runs):
+        return None
+    return Candidates(atoms=atoms, runs=runs, pieces=[_merge(atoms[s:e]) for s, e in runs], height=height)
+
+
+def choose(found: Candidates, log_best: np.ndarray, weights: CutWeights = CUT_WEIGHTS) -> list[Piece]:
+    """The best path of runs, given each run's log max CNN probability."""
+    atoms, runs = found.atoms, found.runs
+    best = np.full(len(atoms) + 1, -np.inf)
+    back = [-1] * (len(atoms) + 1)
+    best[0] = 0.0
+    by_end: dict[int, list[int]] = {}
+    for k, (_, end) in enumerate(runs):
+        by_end.setdefault(end, []).append(k)
+    for end in range(1, len(atoms) + 1):
+        for k in by_end.get(end, []):
+            start = runs[k][0]
+            inside = atoms[start:end]
+            joins = sum(a.piece != b.piece for a, b in zip(inside, inside[1:]))
+            # A boundary between atoms of one piece that is not joined back is a cut.
+            cut = start > 0 and atoms[start - 1].piece == atoms[start].piece
+            piece = found.pieces[k]
+            excess = max(0.0, (piece.box[2] - piece.box[0]) / found.height - NARROW)
+            score = best[start] + log_best[k] - weights.per_character - weights.join * joins - weights.cut * cut
+            score -= weights.wide * excess
+            if score > best[end]:
+                best[end], back[end] = score, k
+    chosen, end = [], len(atoms)
+    while end > 0:
+        k = back[end]
+        chosen.append(found.pieces[k])
+        end = runs[k][0]
+    return chosen[::-1]
+
+
+def log_confidence(probabilities: np.ndarray) -> np.ndarray:
+    """log of each row's top probability (floored): how sure the CNN is of a run."""
+    return np.log(np.maximum(np.asarray(probabilities).max(axis=1), 1e-9))
+
+
+def resegment(
+    pieces: list[Piece], read: Callable[[list[np.ndarray]], np.ndarray], weights: CutWeights = CUT_WEIGHTS
+) -> list[Piece]:
+    """``ml.segment``'s pieces, cut and joined where the CNN reads the result better.
+
+    Returns the pieces unchanged when there is nothing to decide; else one ``read`` call
+    reads every candidate run.
+    """
+    found = candidates(pieces)
+    if found is None:
+        return pieces
+    return choose(found, log_confidence(read([p.ink for p in found.pieces])), weights)

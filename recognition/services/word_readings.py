@@ -1,0 +1,52 @@
+"""A word's best readings in context, stored once its characters are predicted.
+
+The characters' own top-k (what the worker stored on each Submission) and the word's boxes go
+through ``ml.word_context``: CNN x geometry x the language's letter trigrams and word list.
+Picking a reading on the page corrects the characters that differ, through the ordinary
+per-character correction; the readings themselves are the model's and never change.
+"""
+
+import logging
+
+from django.conf import settings
+
+from ml.word_context import READINGS, load_context
+from recognition.models import Submission, Word
+
+logger = logging.getLogger(__name__)
+
+
+def _decode(word_id, boxes, characters) -> list[dict]:
+    """The readings of characters given as (status, top_k) in order; [] while any is not predicted."""
+    if not characters or any(status != Submission.Status.PREDICTED or not top for status, top in characters):
+        return []
+    tops = [[(p["label"], p["probability"]) for p in top] for _, top in characters]
+    try:
+        readings = load_context(language=settings.WORD_LANGUAGE).decode(tops, boxes, count=READINGS)
+    except (OSError, LookupError, KeyError, ValueError):
+        logger.exception("word %s could not be read in context", word_id)
+        return []
+    return [{"text": r.text, "score": r.score} for r in readings]
+
+
+def word_readings_store(*, word_id: str) -> list[dict]:
+    """Decode the word and store its ``READINGS`` best readings; [] (nothing stored) while any
+    character is not predicted. A failure to read in context (a bad word list, say) is logged
+    and leaves the readings empty: the characters' own answers stand."""
+    word = Word.objects.filter(id=word_id).only("id", "boxes").first()
+    if word is None:
+        return []
+    characters = list(Submission.objects.filter(word_id=word_id).order_by("position").values_list("status", "top_k"))
+    stored = _decode(word_id, word.boxes, characters)
+    if stored:
+        Word.objects.filter(id=word_id).update(readings=stored)
+    return stored
+
+
+def word_readings_get(word: Word) -> list[dict]:
+    """The stored readings; or, for a word whose characters were all predicted by another
+    task's batch (claimed there first, so no task of this word stored them), the readings
+    decoded now from the (prefetched) characters, without writing."""
+    if word.readings:
+        return word.readings
+    return _decode(word.id, word.boxes, [(c.status, c.top_k) for c in word._characters()])
