@@ -155,7 +155,7 @@ def test_your_export_holds_your_memory(anon, other_anon, active_model):
 
 
 def test_the_default_rule_is_a_fitted_one_within_its_ranges():
-    assert 0 < DEFAULT_RULE.threshold < 1 and DEFAULT_RULE.weight > 0
+    assert 0 < DEFAULT_RULE.threshold < 1 and DEFAULT_RULE.weight > 0 and 0 < DEFAULT_RULE.confident <= 1
 
 
 def test_a_changed_memory_is_read_again_by_the_same_process(anon, active_model):
