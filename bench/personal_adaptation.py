@@ -11,12 +11,15 @@ on *fresh* drawings in the same style (other characters, never corrected), witho
 and with it, through ``ml.prototypes.adapt`` exactly as the worker calls it (vectors stored as
 float16).
 
-The rule's two numbers (similarity threshold, weight) are fitted on the *fitting* writers
-(two styles, drawn from one half of the validation rows) and then reported on the other
-writers (other styles from the other half, and the held-out fonts), never tuned on what is
-reported. (The form of the rule was chosen on an exploration with the two fitting styles and
-two other styles that are not among the reported ones.) Also reported: top-1 on plain (unstyled) validation drawings with each style
-writer's memory, i.e. what the memory costs the same writer's ordinary letters.
+The rule's three numbers (similarity threshold, weight, the CNN's top probability above which
+the memory is not consulted) are fitted on the *fitting* writers (two styles, drawn from one
+half of the validation rows) and then reported on the other writers (other styles from the
+other half, and the held-out fonts), never tuned on what is reported. (The form of the rule,
+and the gate on the CNN's confidence, were chosen on explorations with the two fitting styles
+and two other styles that are not among the reported ones.) The reported writers are also
+read with ``PREVIOUS_RULE``, the rule before that gate. Also reported: top-1 on plain
+(unstyled) validation drawings with each style writer's memory, i.e. what the memory costs
+the same writer's ordinary letters.
 
 Targets: +15 points after one correction per misread class, +25 after three.
 """
@@ -24,6 +27,7 @@ Targets: +15 points after one correction per misread class, +25 after three.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -46,7 +50,9 @@ REPORT_STYLES = [
 ]
 THRESHOLDS = np.round(np.arange(0.40, 0.96, 0.05), 2)
 WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
+CONFIDENT = (0.9, 0.95, 0.99, 1.0)  # 1.0: the memory is consulted whatever the CNN's margin
 CORRECTIONS_PER_CLASS = (1, 3)
+PREVIOUS_RULE = (0.45, 1.5)  # threshold, weight fitted here before the gate (bench/RESULTS.md)
 
 
 def memory_of(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, per_class: int):
@@ -126,14 +132,13 @@ def fit_rule(writers: list[dict]):
     from ml.prototypes import PrototypeRule
 
     best, grid = None, []
-    for threshold in THRESHOLDS:
-        for weight in WEIGHTS:
-            rule = PrototypeRule(threshold=float(threshold), weight=float(weight))
-            gains = [writer_figures(w, rule) for w in writers]
-            score = float(np.mean([g[f"gain_{k}_points"] for g in gains for k in CORRECTIONS_PER_CLASS]))
-            grid.append((float(threshold), float(weight), round(score, 2)))
-            if best is None or score > best[0]:
-                best = (score, rule)
+    for threshold, weight, confident in itertools.product(THRESHOLDS, WEIGHTS, CONFIDENT):
+        rule = PrototypeRule(threshold=float(threshold), weight=float(weight), confident=float(confident))
+        gains = [writer_figures(w, rule) for w in writers]
+        score = float(np.mean([g[f"gain_{k}_points"] for g in gains for k in CORRECTIONS_PER_CLASS]))
+        grid.append((float(threshold), float(weight), float(confident), round(score, 2)))
+        if best is None or score > best[0]:
+            best = (score, rule)
     return best[1], best[0], grid
 
 
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml.data import load_validation
     from ml.font_families import installed_fonts
     from ml.inference import load_predictor
+    from ml.prototypes import PrototypeRule
 
     started = time.perf_counter()
     figures = {"machine": machine(), "model": args.model}
@@ -199,19 +205,30 @@ def main(argv: list[str] | None = None) -> int:
 
     fitting = writers_of(FIT_STYLES, "fit")
     rule, score, grid = fit_rule(list(fitting.values()))
-    print(f"fitted rule: threshold {rule.threshold}, weight {rule.weight} (mean fitting gain {score:.1f} points)")
-    figures["rule"] = {"threshold": rule.threshold, "weight": rule.weight, "fitting_mean_gain_points": round(score, 2)}
+    print(
+        f"fitted rule: threshold {rule.threshold}, weight {rule.weight}, confident {rule.confident}"
+        f" (mean fitting gain {score:.1f} points)"
+    )
+    figures["rule"] = {
+        "threshold": rule.threshold,
+        "weight": rule.weight,
+        "confident": rule.confident,
+        "fitting_mean_gain_points": round(score, 2),
+    }
     figures["grid"] = grid
     figures["fitting_writers"] = {name: writer_figures(w, rule) for name, w in fitting.items()}
     reported = writers_of(REPORT_STYLES, "report")
     figures["style_writers"] = {name: writer_figures(w, rule) for name, w in reported.items()}
+    previous = PrototypeRule(*PREVIOUS_RULE)
+    figures["style_writers_previous_rule"] = {name: writer_figures(w, previous) for name, w in reported.items()}
     fonts = installed_fonts(split="heldout")[: args.fonts] if args.fonts else []
-    figures["font_writers"] = {}
+    figures["font_writers"], figures["font_writers_previous_rule"] = {}, {}
     for i, font in enumerate(fonts):
         writer = font_writer(predictor, font.name, str(font.path), args.font_stream, args.font_fresh, args.seed + i)
         figures["font_writers"][font.name] = writer_figures(writer, rule)
+        figures["font_writers_previous_rule"][font.name] = writer_figures(writer, previous)
         print(f"font {font.name}: {figures['font_writers'][font.name]}", flush=True)
-    for group in ("style_writers", "font_writers"):
+    for group in ("style_writers", "font_writers", "style_writers_previous_rule", "font_writers_previous_rule"):
         rows = list(figures[group].values())
         if rows:
             figures[f"{group}_mean"] = {

@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+    from django.conf import settings
+
+    # DEBUG only lets the settings load without production secrets; with it on, every query is
+    # also logged with its parameters (CursorDebugWrapper), which a worker never pays.
+    settings.DEBUG = False
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection

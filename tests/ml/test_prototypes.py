@@ -47,3 +47,15 @@ def test_the_posterior_moves_more_the_closer_the_stored_drawing():
     near_out, _ = adapt(probs, embeddings, close, np.array([3]), RULE)
     far_out, _ = adapt(probs, embeddings, farther, np.array([3]), RULE)
     assert near_out[0, 3] > far_out[0, 3] > probs[0, 3]
+
+
+def test_a_drawing_the_cnn_is_sure_of_is_left_bit_for_bit_even_beside_a_stored_drawing():
+    probs, embeddings = drawings(2, seed=6)
+    probs[0] = 0.001 / 61
+    probs[0, 5] = 0.999  # sure of 5
+    rule = PrototypeRule(threshold=0.5, weight=1.0, confident=0.95)
+    out, moved = adapt(probs, embeddings, embeddings.astype(np.float16), np.array([7, 7]), rule)
+    assert not moved[0] and np.array_equal(out[0], probs[0])
+    assert moved[1] and out[1].argmax() == 7  # an unsure one is still read with the memory
+    sure, sure_moved = adapt(probs[:1], embeddings[:1], embeddings.astype(np.float16), np.array([7, 7]), rule)
+    assert np.array_equal(sure, probs[:1]) and not sure_moved.any()

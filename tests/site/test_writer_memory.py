@@ -11,6 +11,7 @@ from ml.prototypes import DEFAULT_RULE
 from recognition.images import input28_array
 from recognition.models import Correction, Submission, WriterMemoryEntry
 from recognition.services.predictors import predictor_get
+from recognition.services.writer_memory import embedding_bytes, writer_memories_for
 from tests.site.conftest import browser_client, canvas_png, token_client
 from tests.site.helpers import submit_and_predict
 
@@ -154,7 +155,7 @@ def test_your_export_holds_your_memory(anon, other_anon, active_model):
 
 
 def test_the_default_rule_is_a_fitted_one_within_its_ranges():
-    assert 0 < DEFAULT_RULE.threshold < 1 and DEFAULT_RULE.weight > 0
+    assert 0 < DEFAULT_RULE.threshold < 1 and DEFAULT_RULE.weight > 0 and 0 < DEFAULT_RULE.confident <= 1
 
 
 def test_a_changed_memory_is_read_again_by_the_same_process(anon, active_model):
@@ -171,3 +172,30 @@ def test_a_changed_memory_is_read_again_by_the_same_process(anon, active_model):
     assert anon.delete("/api/v1/writer-memory").json() == {"deleted": 1}
     again = submit_and_predict(anon, drawing)
     assert again["predicted_label"] == first["predicted_label"] and again["adapted"] is False
+
+
+def test_one_batch_of_a_user_and_a_visitor_reads_each_with_their_own_memory_alone(alice, active_model):
+    """The check query's two branches (users, anonymous clients) in one batch."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for (owner, client_id), label, vector in zip([(alice, ""), (None, "visitor-1")], "xy", vectors):
+        submission = Submission.objects.create(
+            image=b"", content_type="image/png", input28=bytes(784), owner=owner, client_id=client_id
+        )
+        correction = Correction.objects.create(submission=submission, label=label)
+        WriterMemoryEntry.objects.create(
+            submission=submission,
+            owner=owner,
+            client_id=client_id,
+            correction=correction,
+            label=label,
+            vector=embedding_bytes(vector),
+            model_version=active_model,
+        )
+    rows = [Submission(owner=alice), Submission(client_id="visitor-1"), Submission(client_id="nobody")]
+    memories = writer_memories_for(rows, active_model)
+    assert set(memories) == {(alice.id, ""), (None, "visitor-1")}
+    assert [CLASSES[i] for i in memories[(alice.id, "")][1]] == ["x"]
+    assert [CLASSES[i] for i in memories[(None, "visitor-1")][1]] == ["y"]
+    assert writer_memories_for([Submission(client_id="nobody")], active_model) == {}
