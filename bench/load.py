@@ -53,6 +53,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -531,6 +532,68 @@ class PeerServer:
         self.procs.stop()
 
 
+class Profiler:
+    """py-spy attached to every web and worker process (the Celery parent included: it does the
+    broker's bookkeeping) during one phase; ``stop`` writes one collapsed-stack file a process
+    and returns the top frames of each group."""
+
+    def __init__(self, folder: Path, rate: int = 200):
+        self.folder, self.rate = folder, rate
+        self.running: list[tuple[str, int, subprocess.Popen, Path]] = []
+
+    def start(self, groups: dict) -> None:
+        py_spy = Path(sys.executable).parent / "py-spy"  # requirements-dev's
+        if not py_spy.exists():
+            py_spy = Path(shutil.which("py-spy") or "py-spy")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for group, pids in groups.items():
+            for pid in pids:
+                out = self.folder / f"{group}-{pid}.txt"
+                argv = [str(py_spy), "record", "--pid", str(pid), "--rate", str(self.rate)]
+                # --gil: only the thread holding the GIL is sampled, so the shares are of CPU,
+                # not of threads waiting on a socket (a BLPOP, a query).
+                argv += ["--format", "raw", "--output", str(out), "--nonblocking", "--gil"]
+                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self.running.append((group, pid, proc, out))
+
+    def stop(self, top: int = 25) -> dict:
+        for _g, _p, proc, _o in self.running:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        for _g, _p, proc, _o in self.running:
+            proc.wait(timeout=60)
+        groups: dict[str, list[Path]] = {}
+        for group, _pid, _proc, out in self.running:
+            if out.exists():
+                groups.setdefault(group, []).append(out)
+        return {group: top_frames(files, top) for group, files in groups.items()}
+
+
+def top_frames(files: list[Path], top: int) -> dict:
+    """Inclusive and self shares of the samples, by function (file:line dropped), over the
+    collapsed stacks py-spy wrote ("frame;frame;frame count" a line)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for path in files:
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";") if f.strip()]
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+            if frames:
+                own[frames[-1]] = own.get(frames[-1], 0) + n
+
+    def share(table: dict) -> list:
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])[:top]
+        return [[round(100 * v / total, 1), k] for k, v in ranked]
+
+    return {"samples": total, "inclusive_percent": share(inclusive), "self_percent": share(own)}
+
+
 def make_bodies(args) -> list[bytes]:
     """The drawings every target is sent, the same bytes for each: 280 px canvases (the
     page's), or with --cookieless the 400-530 px ones of a high-density phone canvas."""
@@ -607,7 +670,20 @@ def single_run(args, report: dict) -> bool:
 
         sample(0)
         clients = [new_client() for _ in range(args.concurrency)]
+        profiler = None
+        if args.profile:
+            profiler = Profiler(Path(args.profile))
+            profiler.start(
+                {
+                    "web": children(web_pid),
+                    "worker_parent": [w.pid for w in stack.worker_procs],
+                    "worker_child": [p for w in stack.worker_procs for p in children(w.pid)],
+                }
+            )
         cn = run_phase(clients, args.predictions, post, sample, cpu=cpu)
+        if profiler is not None:
+            report["profile"] = profiler.stop()
+            Path(args.profile, "top.json").write_text(json.dumps(report["profile"], indent=2))
         report[f"predict_c{args.concurrency}"] = public(cn)
         report["rss_samples"] = samples
         print(f"predict c={args.concurrency}", json.dumps(report[f"predict_c{args.concurrency}"]), flush=True)
@@ -805,6 +881,7 @@ def main() -> int:
         "--peer-pythonpath", default="", help="where Flask is for the peer (pip install --target DIR flask)"
     )
     parser.add_argument("--peer-predictions", type=int, default=300, help="the peer's c=N requests a round")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy on the web and worker processes during c=N")
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
