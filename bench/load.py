@@ -403,9 +403,11 @@ class Stack:
         self.web = self.procs.start("web", [shell, flag, script], env)
         self.worker_procs = []
         for n in range(self.workers):
-            argv = compose_command("worker", self.root) + args.worker_args.split()
-            if n:  # a second Celery instance on the host needs its own node name
-                argv = [a.replace("inference@", f"inference{n + 1}@") for a in argv]
+            # The second and later: compose's worker-2 (scale-out), each with its own node name.
+            service = "worker" if n == 0 else "worker-2"
+            argv = compose_command(service, self.root) + args.worker_args.split()
+            if n > 1:
+                argv = [a.replace("inference2@", f"inference{n + 1}@") for a in argv]
             self.info.setdefault("worker_commands", []).append(" ".join(argv))
             self.worker_procs.append(self.procs.start(f"worker{n + 1}", argv, env))
 
@@ -864,7 +866,9 @@ def main() -> int:
     parser.add_argument("--reads", type=int, default=5000)
     parser.add_argument("--web-command", default="", help="override the gunicorn part of compose's web command")
     parser.add_argument("--worker-args", default="", help="extra arguments appended to compose's worker command")
-    parser.add_argument("--workers", type=int, default=1, help="copies of compose's worker service")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker services: compose's worker, then worker-2 (scale-out)"
+    )
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the web and worker processes")
     parser.add_argument(
         "--cookieless", action="store_true", help="clients that never send a cookie; 400-530 px canvas PNGs"
