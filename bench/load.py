@@ -337,9 +337,12 @@ class Stack:
 
     path = "/api/v1/submissions"
 
-    def __init__(self, label: str, root: Path, args, *, db: str, web_command: str = "", workers: int = 1):
+    def __init__(
+        self, label: str, root: Path, args, *, db: str, web_command: str = "", worker_args: str = "", workers: int = 1
+    ):
         self.label, self.root, self.args, self.db = label, root, args, db
         self.web_command, self.workers = web_command, workers
+        self.worker_args = (args.worker_args + " " + worker_args).split()
         # The folder's name goes into a shell command line: no spaces from the label.
         self.workdir = Path(tempfile.mkdtemp(prefix="emnist-bench-" + re.sub(r"[^\w.-]", "_", label) + "-"))
         self.procs = Processes(self.workdir, cwd=root)
@@ -405,7 +408,7 @@ class Stack:
         for n in range(self.workers):
             # The second and later: compose's worker-2 (scale-out), each with its own node name.
             service = "worker" if n == 0 else "worker-2"
-            argv = compose_command(service, self.root) + args.worker_args.split()
+            argv = compose_command(service, self.root) + self.worker_args
             if n > 1:
                 argv = [a.replace("inference2@", f"inference{n + 1}@") for a in argv]
             self.info.setdefault("worker_commands", []).append(" ".join(argv))
@@ -867,6 +870,9 @@ def main() -> int:
     parser.add_argument("--web-command", default="", help="override the gunicorn part of compose's web command")
     parser.add_argument("--worker-args", default="", help="extra arguments appended to compose's worker command")
     parser.add_argument(
+        "--b-worker-args", default="", help="--compare: more worker arguments for the working tree only"
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="worker services: compose's worker, then worker-2 (scale-out)"
     )
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the web and worker processes")
@@ -878,6 +884,13 @@ def main() -> int:
     modes.add_argument("--peer", action="store_true", help="side by side with ../shared/peers/peer_server.py")
     modes.add_argument(
         "--compare-workers", type=int, metavar="N", help="the working tree with --workers worker services against N"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL|WEB COMMAND|WORKER ARGS",
+        help="--compare: one more target, the working tree with this gunicorn command and worker arguments",
     )
     parser.add_argument("--rounds", type=int, default=3, help="A/B and side-by-side rounds")
     parser.add_argument("--warmup", type=int, default=200, help="A/B: warm-up requests a target")
@@ -911,9 +924,27 @@ def main() -> int:
             report["compare"] = rev
             old = Stack(f"{args.compare}", source_tree(rev), args, db=args.db + "_a", workers=args.workers)
             new = Stack(
-                "working tree", ROOT, args, db=args.db + "_b", web_command=args.web_command, workers=args.workers
+                "working tree",
+                ROOT,
+                args,
+                db=args.db + "_b",
+                web_command=args.web_command,
+                worker_args=args.b_worker_args,
+                workers=args.workers,
             )
-            ok = alternate(args, [old, new], report)
+            variants = [
+                Stack(
+                    label,
+                    ROOT,
+                    args,
+                    db=f"{args.db}_v{n}",
+                    web_command=web.strip(),
+                    worker_args=worker.strip(),
+                    workers=args.workers,
+                )
+                for n, (label, web, worker) in enumerate(v.split("|") for v in args.variant)
+            ]
+            ok = alternate(args, [old, new, *variants], report)
         elif args.peer:
             new = Stack("site", ROOT, args, db=args.db, web_command=args.web_command, workers=args.workers)
             ok = alternate(args, [PeerServer("peer", PEER_SERVER, args.peer_pythonpath), new], report)
