@@ -136,13 +136,14 @@ def rss_mib(pid: int) -> float | None:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (0 if it is gone)."""
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """User + system CPU seconds of one process, or its system (kernel) seconds alone; 0 if it
+    is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[12]) + (0 if system_only else int(fields[11]))) / CLK_TCK
 
 
 class CpuMeter:
@@ -153,7 +154,12 @@ class CpuMeter:
         self.groups = groups  # name -> callable returning pids
 
     def snapshot(self) -> dict:
-        return {name: {pid: cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
+        # A name ending in " (kernel)" counts only the system time of its processes (already
+        # inside the group of the same name without it): syscalls, futexes, page faults.
+        return {
+            name: {pid: cpu_seconds(pid, system_only=name.endswith(" (kernel)")) for pid in pids()}
+            for name, pids in self.groups.items()
+        }
 
     @staticmethod
     def delta(before: dict, after: dict) -> dict:
@@ -444,6 +450,7 @@ class Stack:
         return CpuMeter(
             {
                 "web": lambda: [self.web.pid, *children(self.web.pid)],
+                "web (kernel)": lambda: [self.web.pid, *children(self.web.pid)],
                 "worker": lambda: [p for w in self.worker_procs for p in (w.pid, *children(w.pid))],
                 "redis": lambda: [self.redis.pid],
                 "postgres": self.pg_backends,
@@ -809,7 +816,7 @@ def summarise(rounds: list[dict], labels: list[str]) -> dict:
     for label in labels:
         components = sorted({k for e in rounds for k in e[label]["cn"]["cpu_ms_per_request"]})
         cpu = {k: med(label, lambda x, k=k: x["cn"]["cpu_ms_per_request"].get(k, 0.0)) for k in components}
-        server = [k for k in components if k != "load generator"]
+        server = [k for k in components if k != "load generator" and not k.endswith(" (kernel)")]
         out[label] = {
             "cn_per_second": med(label, lambda x: x["cn"]["per_second"]),
             "c1_p50_ms": med(label, lambda x: x["c1"]["p50_ms"]),
