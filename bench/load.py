@@ -371,7 +371,8 @@ class Stack:
         args = self.args
         self.admin_sql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
         self.admin_sql(f'CREATE DATABASE "{self.db}"')
-        redis_port, self.port = free_port(), free_port()
+        self.redis_port = redis_port = free_port()
+        self.port = free_port()
         self.redis = self.procs.start(
             "redis",
             ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -457,6 +458,31 @@ class Stack:
             }
         )
 
+    def counters(self) -> dict:
+        """Redis commands by name (INFO commandstats) and PostgreSQL's counters of the benchmark
+        database (pg_stat_database: transactions, rows inserted, updated, fetched), so that a
+        phase's operations per prediction can be read (the capacity model's figures)."""
+        import psycopg2
+        import redis
+
+        stats = redis.Redis(port=self.redis_port).info("commandstats")
+        out = {f"redis {name.removeprefix('cmdstat_')}": v["calls"] for name, v in stats.items()}
+        out["redis (all)"] = sum(v["calls"] for v in stats.values())
+        conn = psycopg2.connect(self.admin_dsn)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute(
+                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_fetched "
+                "FROM pg_stat_database WHERE datname = %s",
+                [self.db],
+            )
+            names = ("pg transactions", "pg rollbacks", "pg rows inserted", "pg rows updated", "pg rows fetched")
+            out.update(zip(names, cur.fetchone()))
+        finally:
+            conn.close()
+        return out
+
     def check_rows(self, accepted_ids: list[str]) -> dict:
         """Every accepted request is one row, and every row has a prediction."""
         import psycopg2
@@ -536,6 +562,9 @@ class PeerServer:
 
     def cpu_meter(self) -> CpuMeter:
         return CpuMeter({"peer": lambda: [self.proc.pid]})
+
+    def counters(self) -> dict:
+        return {}  # no Redis, no database
 
     def check_rows(self, accepted_ids: list[str]) -> dict:
         return {"accepted_requests": len(accepted_ids), "ok": True}  # it stores nothing
@@ -776,10 +805,14 @@ def alternate(args, targets: list, report: dict) -> bool:
                 c1 = run_phase([Client(target.port, cookieless=args.cookieless)], args.c1_requests, post, cpu=cpu)
                 n = args.peer_predictions if isinstance(target, PeerServer) else args.predictions
                 clients = [Client(target.port, cookieless=args.cookieless) for _ in range(args.concurrency)]
+                before = target.counters()
                 cn = run_phase(clients, n, post, cpu=cpu)
+                time.sleep(1)  # PostgreSQL publishes a backend's counters within a second
+                after = target.counters()
                 entry[target.label] = {
                     "c1": public(c1),
                     "cn": public(cn),
+                    "cn_operations_per_prediction": {k: round((after[k] - before.get(k, 0)) / n, 3) for k in after},
                     "errors": errors_of(c1) + errors_of(cn),
                     "set_cookie_headers": sum(c.set_cookies for c in clients),
                 }
@@ -825,6 +858,10 @@ def summarise(rounds: list[dict], labels: list[str]) -> dict:
             "cn_server_cpu_ms": round(sum(cpu[k] for k in server), 2),
             "errors": sum(e[label]["errors"] for e in rounds),
             "per_round_cn_per_second": [e[label]["cn"]["per_second"] for e in rounds],
+            "cn_operations_per_prediction": {
+                k: med(label, lambda x, k=k: x["cn_operations_per_prediction"].get(k, 0.0))
+                for k in rounds[0][label]["cn_operations_per_prediction"]
+            },
         }
     base = out[labels[0]]
     for label in labels[1:]:
