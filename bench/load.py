@@ -414,10 +414,12 @@ class Stack:
         self.worker_procs = []
         for n in range(self.workers):
             # The second and later: compose's worker-2 (scale-out), each with its own node name.
-            service = "worker" if n == 0 else "worker-2"
+            # (An older commit's compose file without worker-2: the worker's, renamed.)
+            services = yaml.safe_load((self.root / "docker-compose.yml").read_text())["services"]
+            service = "worker-2" if n and "worker-2" in services else "worker"
             argv = compose_command(service, self.root) + self.worker_args
-            if n > 1:
-                argv = [a.replace("inference2@", f"inference{n + 1}@") for a in argv]
+            if n:
+                argv = [re.sub(r"^inference\d*@", f"inference{n + 1}@", a) for a in argv]
             self.info.setdefault("worker_commands", []).append(" ".join(argv))
             self.worker_procs.append(self.procs.start(f"worker{n + 1}", argv, env))
 
