@@ -43,6 +43,12 @@ round. The summary gives the medians over rounds (c=N predictions/s, c=1 p50, c=
 ms a prediction by component) and each target's ratio to the first, round by round too.
 --cookieless: clients that never send a cookie (a script; no session, no CSRF) posting
 400-530 px canvas PNGs (a high-density phone canvas), as the peer comparison is specified.
+Each c=N phase of a comparison also counts Redis commands and PostgreSQL transactions and
+rows per prediction (the capacity model in RESULTS.md is built from them).
+
+--profile DIR (the default run): py-spy (requirements-dev) on every web and worker process
+during the c=N phase; DIR gets one collapsed-stack file a process and top.json, the top
+frames of each group by inclusive and self share.
 """
 
 import argparse
