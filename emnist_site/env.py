@@ -70,7 +70,7 @@ def cache_from_url(url: str) -> dict:
     if checked_url("CACHE_URL", url, ("redis", "rediss", "locmem")).startswith("locmem:"):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "emnist"}
     return {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "emnist_site.cache.RedisCache",  # one client a pool, not one a call
         "LOCATION": url,
         "KEY_PREFIX": "emnist",
         # A Redis that does not answer must not hang requests: the throttle gives up and lets them through.

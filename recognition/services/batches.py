@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -12,6 +12,7 @@ from ml.errors import ModelFileError
 from recognition.images import input28_array
 from recognition.models import ModelVersion, Submission
 from recognition.selectors import model_version_get_serving
+from recognition.services import batch_queries
 from recognition.services.model_recovery import submission_fail_model_unavailable
 from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
@@ -21,6 +22,10 @@ from recognition.services.writer_memory import embedding_bytes, writer_memory_ap
 # Batches up to this size go image by image through the single-image path.
 SINGLE_PATH_MAX = 3
 
+# What the worker writes on each predicted row: the result, and the drawing's embedding (which a
+# correction copies into its writer's memory).
+STORED_FIELDS = (*RESULT_FIELDS, "embedding")
+
 
 def submission_claim_pending(own_ids: list[str], batch_size: int) -> list[Submission]:
     """Lock the task's own pending rows (all of them), then others up to ``batch_size`` in all.
@@ -28,12 +33,28 @@ def submission_claim_pending(own_ids: list[str], batch_size: int) -> list[Submis
     ``SELECT ... FOR UPDATE SKIP LOCKED``: two workers never claim the same row. Call it
     inside the transaction that stores the answers.
     """
+    if connection.vendor == "postgresql":
+        return batch_queries.claim_pending_rows(own_ids, batch_size)  # the same, one statement
     pending = Submission.objects.select_for_update(skip_locked=True).filter(status=Submission.Status.PENDING)
     fields = ("id", "input28", "owner", "client_id")  # the writer: whose memory reads it
     rows = list(pending.filter(id__in=own_ids).order_by("position", "created_at").only(*fields))
     if batch_size > len(rows):
         rows += list(pending.exclude(id__in=own_ids).order_by("created_at").only(*fields)[: batch_size - len(rows)])
     return rows
+
+
+def submissions_store_predictions(rows: list[tuple[Submission, bool]]) -> None:
+    """Store ``STORED_FIELDS`` of each claimed (locked: no status check needed) row, counting an
+    attempt where the flag is True. PostgreSQL: one statement; SQLite: one UPDATE a row
+    (Django's bulk_update, a CASE a field, costs more CPU than those few statements)."""
+    if connection.vendor == "postgresql":
+        batch_queries.store_results(rows, STORED_FIELDS)
+        return
+    for row, count_attempt in rows:
+        fields = {name: getattr(row, name) for name in STORED_FIELDS}
+        if count_attempt:
+            fields["attempts"] = F("attempts") + 1
+        Submission.objects.filter(id=row.id).update(**fields)
 
 
 def _predictor_load(model_version: ModelVersion):
@@ -101,13 +122,9 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
                 row.top_k = [{"label": label, "probability": round(prob, 6)} for label, prob in top]
                 row.model_version = model_version
                 row.latency_ms, row.predicted_at, row.error = latency_ms, now, ""
-                fields = {name: getattr(row, name) for name in (*RESULT_FIELDS, "embedding")}
-                if str(row.id) not in own_ids:
-                    fields["attempts"] = F("attempts") + 1  # the own rows were counted before the claim
-                # One UPDATE per row: Django's bulk_update (CASE per field) costs more CPU here
-                # than the few statements of a batch. The row is locked: no status check needed.
-                Submission.objects.filter(id=row.id).update(**fields)
                 results[str(row.id)] = result_fields(row)
+            # The own rows' attempts were counted before the claim.
+            submissions_store_predictions([(row, str(row.id) not in own_ids) for row in good])
     if model_version.load_error:  # it loads now (the file was fixed): clear the old error
         model_version_record_load(model_version=model_version, error="")
     return {i: results[i] for i in ids if i in results}

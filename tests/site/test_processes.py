@@ -12,6 +12,7 @@ from django.conf import settings
 from recognition.models import ModelVersion
 from tests.site.conftest import redis_database_claim
 from tests.site.private_services import free_port
+from tests.site.web_stack import compose_service
 from tests.site.workers import compose_command, database_url_for_subprocess, production_env, venv_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,6 +113,17 @@ def test_the_inference_and_training_queues_have_workers_of_their_own():
     assert settings.CELERY_TASK_ROUTES["recognition.tasks.retraining_run"] == {"queue": "training"}
     training = compose_command("training-worker")
     assert "--concurrency=1" in training and "--max-tasks-per-child=1" in training
+
+
+def test_the_scale_out_worker_is_the_inference_worker_under_its_own_node_name():
+    worker, second = compose_command("worker"), compose_command("worker-2")
+    assert queues_of("worker-2") == queues_of("worker")
+    hostname = second.index("--hostname")
+    assert second[hostname + 1] == "inference2@%h" != worker[worker.index("--hostname") + 1]
+    assert second[:hostname] + second[hostname + 2 :] == worker[:hostname] + worker[hostname + 2 :]
+    service = compose_service("worker-2")
+    assert service["profiles"] == ["scale-out"]  # not started by a plain `docker compose up`
+    assert "inference2@$$HOSTNAME" in service["healthcheck"]["test"][1]
 
 
 def test_two_test_runs_on_one_machine_get_different_redis_databases():

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 SUBMISSIONS = "/api/v1/submissions"
 UNREACHABLE = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "emnist_site.cache.RedisCache",  # what cache_from_url configures
         "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }

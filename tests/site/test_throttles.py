@@ -153,7 +153,7 @@ def test_an_unreachable_cache_lets_writes_through(settings, anon, limits, caplog
     limits(client="1/min", ip="1/min")
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "emnist_site.cache.RedisCache",  # what cache_from_url configures
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
