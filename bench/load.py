@@ -28,8 +28,7 @@ are the figures that count):
 
     flock /tmp/heavy.lock .venv/bin/python bench/load.py --compare main --rounds 4 \
         --c1-requests 200 --predictions 3000
-    flock /tmp/heavy.lock .venv/bin/python bench/load.py --peer --cookieless \
-        --peer-pythonpath /tmp/flask   # after: pip install --target /tmp/flask flask
+    flock /tmp/heavy.lock .venv/bin/python bench/load.py --peer --cookieless   # Flask: requirements-dev
     flock /tmp/heavy.lock .venv/bin/python bench/load.py --compare-workers 2
 
   * --compare REV: the files of commit REV (git archive into a temp folder, run on this
@@ -551,7 +550,7 @@ class PeerServer:
 
     def start(self) -> None:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        if self.pythonpath:  # Flask is not one of the site's requirements
+        if self.pythonpath:  # Flask from elsewhere (it is in requirements-dev, not the runtime set)
             env["PYTHONPATH"] = self.pythonpath
         self.proc = self.procs.start("peer", [sys.executable, str(self.script), str(self.port)], env)
 
@@ -947,7 +946,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="A/B and side-by-side rounds")
     parser.add_argument("--warmup", type=int, default=200, help="A/B: warm-up requests a target")
     parser.add_argument(
-        "--peer-pythonpath", default="", help="where Flask is for the peer (pip install --target DIR flask)"
+        "--peer-pythonpath", default="", help="a folder to put on the peer's PYTHONPATH (Flask is in requirements-dev; only for another Flask)"
     )
     parser.add_argument("--peer-predictions", type=int, default=300, help="the peer's c=N requests a round")
     parser.add_argument("--profile", metavar="DIR", help="py-spy on the web and worker processes during c=N")

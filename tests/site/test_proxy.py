@@ -7,6 +7,7 @@ thread until its body arrives, and enough of them take all of compose's 2 x 8 (t
 which reads bodies whole before passing them on, 64 of them leave gunicorn idle.
 """
 
+import json
 import os
 import shutil
 import time
@@ -73,7 +74,10 @@ def test_nginx_refuses_a_body_over_the_apps_cap_with_the_apps_json_413(stack):
         pytest.fail("accepted a body over the cap")
     except urllib.error.HTTPError as exc:
         assert exc.code == 413 and exc.headers["Content-Type"] == "application/json"
-        assert b'"code": "request_too_large"' in exc.read()
+        body = json.loads(exc.read())
+        assert body["code"] == "request_too_large"
+        # The proxy's message names the same limit as the app's.
+        assert f"the limit is {settings.REQUEST_MAX_BYTES} bytes" in body["detail"]
     assert (
         f"client_max_body_size {settings.REQUEST_MAX_BYTES};"
         in (settings.BASE_DIR / "deploy" / "nginx.conf").read_text()
