@@ -946,7 +946,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="A/B and side-by-side rounds")
     parser.add_argument("--warmup", type=int, default=200, help="A/B: warm-up requests a target")
     parser.add_argument(
-        "--peer-pythonpath", default="", help="a folder to put on the peer's PYTHONPATH (Flask is in requirements-dev; only for another Flask)"
+        "--peer-pythonpath", default="", help="a folder for the peer's PYTHONPATH (Flask is in requirements-dev)"
     )
     parser.add_argument("--peer-predictions", type=int, default=300, help="the peer's c=N requests a round")
     parser.add_argument("--profile", metavar="DIR", help="py-spy on the web and worker processes during c=N")
