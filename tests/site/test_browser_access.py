@@ -95,7 +95,9 @@ def test_an_unsure_answer_hands_the_keyboard_to_the_correction_picker(page, live
     assert page.evaluate("document.activeElement.labels[0].textContent").startswith("Which is it?")
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")  # save with no choice: asked to choose, nothing stored
-    page.wait_for_function("document.querySelector('.fix-message').textContent.includes('Choose')", timeout=5_000)
+    page.wait_for_function(
+        "document.querySelector('.char-card .fix-message').textContent.includes('Choose')", timeout=5_000
+    )
     assert Correction.objects.count() == 0 and has_focus(page, "#fix-0")
     page.keyboard.press("ArrowDown")  # the model's first guess
     chosen = page.eval_on_selector("#fix-0", "s => s.value")

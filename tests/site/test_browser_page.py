@@ -163,7 +163,9 @@ def test_the_correction_picker_starts_on_choose_and_save_needs_a_choice(page, li
     assert page.eval_on_selector("#fix-0", "s => s.selectedOptions[0].textContent").startswith("Choose")
 
     page.click(".char-card .fix button")
-    page.wait_for_function("document.querySelector('.fix-message').textContent.includes('Choose')", timeout=5_000)
+    page.wait_for_function(
+        "document.querySelector('.char-card .fix-message').textContent.includes('Choose')", timeout=5_000
+    )
     assert Correction.objects.count() == 0
 
     page.select_option("#fix-0", "Q")
