@@ -38,7 +38,7 @@ def embedding_array(data: bytes | memoryview) -> np.ndarray:
 
 def writer_key(row) -> tuple[int | None, str]:
     """(owner id, client id) of a submission or entry: the client id counts only without a user."""
-    return (row.owner_id, "") if row.owner_id is not None else (None, row.client_id)
+    return _writer_of(row.owner_id, row.client_id)
 
 
 def writer_filter(*, owner_id: int | None, client_id: str) -> Q:
@@ -100,6 +100,7 @@ DECODED_WRITERS = 256
 
 
 def _writer_of(owner_id, client_id) -> tuple[int | None, str]:
+    """The writer of these columns (``writer_key``'s rule, for rows read as tuples)."""
     return (owner_id, "") if owner_id is not None else (None, client_id)
 
 
