@@ -1,8 +1,10 @@
 """A word's characters from its strokes (what the canvas sends, in the PNG's pixel coordinates).
 
 Each stroke is an element with the horizontal extent of its points plus half the pen
-width; ``ml.pieces.group_elements`` groups them into characters, and each character's
-ink is the drawing's ink under its own strokes' mask. Strokes that do not match the
+width; strokes whose ink touches (a letter drawn in several strokes side by side: an "m" as a
+stem and two arches, a "k" whose arms meet the stem) are one element, as touching ink is one
+component without strokes; ``ml.pieces.group_elements`` groups the elements into
+characters, and each character's ink is the drawing's ink under its own strokes' mask. Strokes that do not match the
 image (other coordinates, another canvas) are refused, so ``ml.segment`` falls back to
 connected components. Only NumPy and Pillow.
 """
@@ -18,6 +20,9 @@ from ml.pieces import Piece, crop_piece, group_elements
 # Strokes are trusted when their masks hold this share of the ink; otherwise they do not
 # match the image (other coordinates, a different canvas) and components are used.
 MIN_STROKE_COVERAGE = 0.9
+# Strokes whose centre lines come within this many pen widths of each other touch (their inks,
+# half a pen either side of each line, meet): one element.
+TOUCH_REACH = 1.0
 
 
 def pieces_from_strokes(ink: np.ndarray, inked: np.ndarray, strokes) -> tuple[list[Piece], float] | None:
@@ -103,7 +108,12 @@ def _pieces_from_scaled(ink: np.ndarray, inked: np.ndarray, strokes: list[np.nda
     )
     # Every stroke counts as a full element for the speck rule: its ink is what it covers.
     lengths = np.array([np.hypot(*np.diff(p, axis=0).T).sum() + pen for p in strokes]) * pen
-    groups = group_elements(boxes, lengths)
+    elements = touching_strokes(strokes, pen)
+    element_boxes = np.array([[*boxes[idx, :2].min(axis=0), *boxes[idx, 2:].max(axis=0)] for idx in elements])
+    groups = [
+        sorted(i for e in group for i in elements[e])
+        for group in group_elements(element_boxes, np.array([lengths[idx].sum() for idx in elements]))
+    ]
     height, width = ink.shape
     # The mask of a stroke is its line widened by a margin, so anti-aliased edges come along.
     mask_width = int(round(pen + 2 * max(2.0, 0.5 * pen)))
@@ -119,6 +129,48 @@ def _pieces_from_scaled(ink: np.ndarray, inked: np.ndarray, strokes: list[np.nda
         if piece is not None:
             pieces.append(piece)
     return pieces
+
+
+def touching_strokes(strokes: list[np.ndarray], pen: float) -> list[list[int]]:
+    """The strokes in sets whose ink touches, drawn ``pen`` wide: lists of stroke indices, in
+    the order of each set's first stroke.
+
+    Two strokes touch when their centre lines come within ``TOUCH_REACH`` pen widths (each
+    line's ink reaches half a pen width from it). Rasterised per pair of strokes whose boxes
+    come that close, on a grid of the pair's own box, so a long word costs a few small images.
+    """
+    n = len(strokes)
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    reach = TOUCH_REACH * pen
+    lows = np.array([p.min(axis=0) for p in strokes])
+    highs = np.array([p.max(axis=0) for p in strokes])
+    for i in range(n):
+        for j in range(i + 1, n):
+            if find(i) == find(j) or (lows[j] > highs[i] + reach).any() or (lows[i] > highs[j] + reach).any():
+                continue
+            if _lines_touch(strokes[i], strokes[j], reach):
+                parent[find(j)] = find(i)
+    sets: dict[int, list[int]] = {}
+    for i in range(n):
+        sets.setdefault(find(i), []).append(i)
+    return list(sets.values())
+
+
+def _lines_touch(a: np.ndarray, b: np.ndarray, reach: float) -> bool:
+    """Whether polyline ``b`` comes within ``reach`` of polyline ``a`` (to a pixel): ``a`` drawn
+    ``2 * reach`` wide with round ends, ``b`` one pixel wide, on the pair's own grid."""
+    origin = np.minimum(a.min(axis=0), b.min(axis=0)) - reach - 2
+    size = np.ceil(np.maximum(a.max(axis=0), b.max(axis=0)) + reach + 2 - origin).astype(int) + 1
+    wide = _stroke_mask([a - origin], int(size[0]), int(size[1]), max(1, int(round(2 * reach))))
+    thin = _stroke_mask([b - origin], int(size[0]), int(size[1]), 1)
+    return bool((wide & thin).any())
 
 
 def _stroke_mask(strokes: list[np.ndarray], width: int, height: int, line_width: int) -> np.ndarray:

@@ -90,6 +90,35 @@ def test_a_dot_drawn_a_little_beside_its_stem_still_joins_it():
     assert [p.strokes for p in found.pieces] == [(0, 1), (2,)]
 
 
+def test_a_letter_drawn_in_touching_strokes_side_by_side_is_one_character():
+    # A "k": the stem, then the arms, whose corner meets the stem (their column ranges overlap
+    # by less than half of the narrower one's width); an "E" whose bars start on the stem's right edge.
+    k = [[[50, 40], [50, 170]], [[100, 80], [56, 130], [100, 170]]]
+    e = [[[200, 40], [200, 170]], [[208, 40], [250, 40]], [[208, 105], [245, 105]], [[208, 170], [250, 170]]]
+    found = segment_ink(draw(k + e), k + e)
+    assert found.method == "strokes"
+    assert [p.strokes for p in found.pieces] == [(0, 1), (2, 3, 4, 5)]
+
+
+def test_strokes_that_do_not_touch_stay_apart():
+    # The same shapes with the arms and the bars a pen width and a half clear of their stems.
+    k = [[[50, 40], [50, 170]], [[110, 80], [65, 130], [110, 170]]]
+    n = [[[200, 80], [200, 170]], [[215, 90], [240, 80], [255, 100], [255, 170]]]
+    found = segment_ink(draw(k + n), k + n)
+    assert [p.strokes for p in found.pieces] == [(0,), (1,), (2,), (3,)]
+
+
+def test_touching_strokes_come_in_sets_in_drawing_order():
+    from ml.strokes import touching_strokes
+
+    line = lambda x0, x1: np.array([[x0, 10.0], [x1, 10.0]])  # noqa: E731
+    # 0 and 2 meet end to end (a pen width apart), 1 is far off, 3 crosses 1.
+    strokes = [line(0, 20), np.array([[100.0, 0.0], [100.0, 40.0]]), line(30, 50), line(90, 110)]
+    assert touching_strokes(strokes, pen=10) == [[0, 2], [1, 3]]
+    assert touching_strokes(strokes, pen=4) == [[0], [1, 3], [2]]
+    assert touching_strokes([np.array([[5.0, 5.0]])], pen=3) == [[0]]  # a dot alone
+
+
 def test_without_strokes_components_give_the_same_characters():
     strokes = I_AT(50) + T_AT(160) + O_AT(300)
     ink = draw(strokes)
