@@ -17,6 +17,11 @@ path calls it:
 
 Targets (issue 18): at least 80% of joined pairs split right; at most 2% of several-stroke
 letters over-split.
+
+Three segmentations are reported on the reporting part: ``ml.segment`` alone (the site's),
+``ml.word_cuts.resegment`` with the CNN-only costs (``CUT_WEIGHTS``), and with the shipped
+verifier (``ml/word_cuts.npz``). ``--fit`` fits the verifier and its weights on the fitting
+part (``--fit-pairs``, ``--fit-words``: more cases than are reported) and writes the file.
 """
 
 import argparse
@@ -36,7 +41,18 @@ from ml.inference import load_predictor  # noqa: E402
 from ml.preprocess import ink_to_emnist, ink_to_png  # noqa: E402
 from ml.segment import segment_image_bytes  # noqa: E402
 from ml.synth import render_character_ink  # noqa: E402
-from ml.word_cuts import CUT_WEIGHTS, CutWeights, candidates, choose, log_confidence  # noqa: E402
+from ml.word_cuts import (  # noqa: E402
+    CUT_WEIGHTS,
+    CUTS_PATH,
+    CutWeights,
+    candidates,
+    choose,
+    fit_verifier,
+    load_cuts,
+    log_confidence,
+    run_features,
+    save_cuts,
+)
 
 
 def crop(ink):
@@ -147,28 +163,51 @@ def measure(found, cases) -> dict:
 
 
 def read_cases(cases, read):
-    """Each case through ml.segment and the CNN: (pieces, candidates, log confidences, seconds)."""
+    """Each case through ml.segment and the CNN: (pieces, candidates, log confidences, run
+    features, seconds to segment, seconds to segment and read)."""
     out = []
     for png, strokes, *_ in cases:
         started = time.perf_counter()
         pieces = segment_image_bytes(png, strokes).pieces
         segmented = time.perf_counter() - started
         found = candidates(pieces)
-        log_best = log_confidence(read([p.ink for p in found.pieces])) if found else None
-        out.append((pieces, found, log_best, segmented, time.perf_counter() - started))
+        log_best = features = None
+        if found:
+            probabilities, embeddings = read([p.ink for p in found.pieces])
+            log_best, features = log_confidence(probabilities), run_features(found, probabilities, embeddings)
+        out.append((pieces, found, log_best, features, segmented, time.perf_counter() - started))
     return out
 
 
-def run(read_out, weights):
+def run_labels(case, pieces, found) -> np.ndarray:
+    """Per candidate run: 1 if it is exactly one character of the case, 0 if not, -1 unknown
+    (a spaced word that ml.segment split wrongly)."""
+    _, _, expected, left, narrow, kind = case
+    spans = [(p.box[0], p.box[2]) for p in found.pieces]
+    if kind == "pair" and len(pieces) == 1:
+        x0, x1, tol = pieces[0].box[0], pieces[0].box[2], 0.2 * narrow
+        truth = [(x0, left), (left, x1)]
+        return np.array([any(abs(a - ta) <= tol and abs(b - tb) <= tol for ta, tb in truth) for a, b in spans], int)
+    if kind == "letter":
+        whole = (min(p.box[0] for p in pieces), max(p.box[2] for p in pieces))
+        return np.array([span == whole for span in spans], int)
+    if kind == "word" and len(pieces) == expected:
+        truth = {(p.box[0], p.box[2]) for p in pieces}
+        return np.array([span in truth for span in spans], int)
+    return np.full(len(spans), -1)
+
+
+def run(read_out, weights, verifier=None):
     """The pieces chosen with ``weights`` (None: ml.segment's alone) and the seconds each took."""
     found, seconds = [], []
-    for pieces, cands, log_best, segmented, total in read_out:
+    for pieces, cands, log_best, features, segmented, total in read_out:
         if weights is None or cands is None:
             found.append(pieces)
             seconds.append(segmented if weights is None else total)
         else:
             started = time.perf_counter()
-            found.append(choose(cands, log_best, weights))
+            log_whole = verifier.log_whole(features) if verifier is not None else None
+            found.append(choose(cands, log_best, weights, log_whole))
             seconds.append(total + time.perf_counter() - started)
     return found, seconds
 
@@ -186,6 +225,31 @@ def objective(result) -> float:
     return sum(r / max(t, 1) for r, t in result.values())
 
 
+def fit(args, images, read):
+    """The verifier on the fitting part's candidate runs, then its weights by a grid search."""
+    fit_args = argparse.Namespace(pairs=args.fit_pairs, letters=args.letters, words=args.fit_words)
+    fitting = cases(fit_args, 0, images, np.random.default_rng(args.seed))
+    fitting_read = read_cases(fitting, read)
+    features, labels = [], []
+    for case, (pieces, found, _, run_feats, *_) in zip(fitting, fitting_read):
+        if found is not None:
+            features.append(run_feats)
+            labels.append(run_labels(case, pieces, found))
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    known = labels >= 0
+    verifier = fit_verifier(features[known], labels[known])
+    print(f"verifier fitted on {known.sum()} runs ({labels[known].sum()} one character) of {len(fitting)} cases")
+    best, weights = -1.0, None
+    for cnn in (0.0, 0.25, 0.5, 1.0):
+        for per_character in (0.0, 0.5, 1.0, 2.0, 3.0):
+            trial = CutWeights(per_character=per_character, cut=0.0, join=0.0, wide=0.0, cnn=cnn, verifier=1.0)
+            got = objective(measure(run(fitting_read, trial, verifier)[0], fitting))
+            if got > best:
+                best, weights = got, trial
+    print(f"fitted {weights} (objective {best:.3f} on the fitting part)")
+    return weights, verifier
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="ml/artifacts/emnist_cnn.keras")
@@ -194,38 +258,26 @@ def main() -> int:
     parser.add_argument("--letters", type=int, default=400)
     parser.add_argument("--words", type=int, default=200)
     parser.add_argument("--seed", type=int, default=18)
-    parser.add_argument(
-        "--fit", action="store_true", help="fit the cut and join costs on the fitting part and print them"
-    )
+    parser.add_argument("--fit", action="store_true", help=f"fit the verifier and its weights, write {CUTS_PATH.name}")
+    parser.add_argument("--fit-pairs", type=int, default=1500)
+    parser.add_argument("--fit-words", type=int, default=400)
     args = parser.parse_args()
     images, _ = load_validation(args.data_dir)
     predictor = load_predictor(args.model)
-    read = lambda inks: predictor.probabilities(np.stack([ink_to_emnist(i) for i in inks]))  # noqa: E731
-    weights = CUT_WEIGHTS
+    read = lambda inks: predictor.read(np.stack([ink_to_emnist(i) for i in inks]))  # noqa: E731
     if args.fit:
-        fitting = cases(args, 0, images, np.random.default_rng(args.seed))
-        fitting_read = read_cases(fitting, read)
-        best = -1.0
-        grid = {
-            "per_character": [0.0, 0.5, 1.0, 2.0, 3.0],
-            "cut": [0.0, 0.5, 1.0, 2.0],
-            "join": [0.0, 0.5, 1.0, 2.0, 3.0],
-            "wide": [0.0, 1.0, 2.0, 4.0, 8.0],
-        }
-        for _ in range(2):  # coordinate search, twice over
-            for name, values in grid.items():
-                for value in values:
-                    trial = CutWeights(**{**weights.__dict__, name: value})
-                    got = objective(measure(run(fitting_read, trial)[0], fitting))
-                    if got > best:
-                        best, weights = got, trial
-        print(f"fitted {weights} (objective {best:.3f} on the fitting part)")
+        weights, verifier = fit(args, images, read)
+        save_cuts(CUTS_PATH, weights, verifier)
+        print(f"wrote {CUTS_PATH}")
+    weights, verifier = load_cuts()
     reporting = cases(args, 1, images, np.random.default_rng(args.seed + 1))
     reporting_read = read_cases(reporting, read)
     found, seconds = run(reporting_read, None)
     report("ml.segment alone (today)", measure(found, reporting), seconds)
-    found, seconds = run(reporting_read, weights)
-    report(f"with resegment {weights}", measure(found, reporting), seconds)
+    found, seconds = run(reporting_read, CUT_WEIGHTS)
+    report(f"with resegment, CNN only {CUT_WEIGHTS}", measure(found, reporting), seconds)
+    found, seconds = run(reporting_read, weights, verifier)
+    report(f"with resegment and the verifier {weights}", measure(found, reporting), seconds)
     return 0
 
 

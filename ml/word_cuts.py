@@ -8,18 +8,27 @@ giving "atoms"; then every run of one to three neighbouring atoms that could be 
 character is read by the CNN, and a dynamic programme keeps the path of runs whose readings
 score best:
 
-    sum over characters of  log max_c P_cnn(c | run)  -  per_character  -  wide x (excess width)
+    sum over characters of  cnn x log max_c P_cnn(c | run)  +  verifier x log P_whole(run)
+                            -  per_character  -  wide x (excess width)
                             -  cut   (for each cut through one of ml.segment's pieces)
                             -  join  (for each gap between ml.segment's pieces joined)
 
-The costs are fitted on bench/word_segmentation.py's fitting part (``CUT_WEIGHTS``).
+The CNN alone is a poor judge of whether a run is one character: it reads half an "m" as an
+"n", or two touching letters as one wide letter, with high confidence. ``Verifier`` is: a small
+network (one hidden layer) on the CNN's embedding of the run and the run's shape against the
+word (``run_features``) that gives P(the run is exactly one character). It and the weights
+are fitted on bench/word_segmentation.py's fitting part (``fit_verifier``) and shipped in
+``ml/word_cuts.npz`` (``load_cuts``); ``CUT_WEIGHTS`` are the earlier CNN-only costs.
 
 Public:
     cut_columns(ink, height) -> list[int]
-    resegment(pieces, read, weights=CUT_WEIGHTS) -> list[Piece]
-        read: a callable from a list of ink maps to float (N, 62) CNN probabilities.
-    candidates(pieces) -> Candidates | None; choose(found, log_best, weights) -> list[Piece]
+    resegment(pieces, read, weights=CUT_WEIGHTS, verifier=None) -> list[Piece]
+        read: a callable from a list of ink maps to (float (N, 62) CNN probabilities, float
+        (N, D) embeddings), as ``ml.inference.Predictor.read`` gives them.
+    candidates(pieces) -> Candidates | None; choose(found, log_best, weights, log_whole) -> list[Piece]
         (the two halves of ``resegment``: a fit reads the candidates once, chooses many times)
+    run_features(found, probabilities, embeddings); fit_verifier(features, labels) -> Verifier
+    load_cuts(path) -> (CutWeights, Verifier); save_cuts(path, weights, verifier)
 
 Only NumPy (the CNN comes in through ``read``).
 """
@@ -27,7 +36,8 @@ Only NumPy (the CNN comes in through ``read``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -53,11 +63,18 @@ class CutWeights:
     # Per unit of a character's width beyond ``NARROW`` times the reference height: one
     # character is rarely much wider than tall, two touching ones often are.
     wide: float = 0.0
+    # The factors of the CNN's log confidence and of the verifier's log P(one character).
+    cnn: float = 1.0
+    verifier: float = 0.0
 
 
 # Fitted by ``python bench/word_segmentation.py --fit`` (seed 18, 400 pairs, 400 letters, 200
 # words of the fitting part): see bench/RESULTS.md, "Issue 18".
 CUT_WEIGHTS = CutWeights(per_character=3.0, cut=2.0, join=0.0, wide=8.0)
+CUTS_PATH = Path(__file__).with_name("word_cuts.npz")
+# The shape of a run against the word: width, height, their ratio, atoms, joins, cuts at
+# its ends, and the CNN's log confidence; after the embedding in ``run_features``.
+SHAPE_FEATURES = 7
 
 
 @dataclass(frozen=True)
@@ -177,8 +194,13 @@ def candidates(pieces: list[Piece]) -> Candidates | None:
     return Candidates(atoms=atoms, runs=runs, pieces=[_merge(atoms[s:e]) for s, e in runs], height=height)
 
 
-def choose(found: Candidates, log_best: np.ndarray, weights: CutWeights = CUT_WEIGHTS) -> list[Piece]:
-    """The best path of runs, given each run's log max CNN probability."""
+def choose(
+    found: Candidates, log_best: np.ndarray, weights: CutWeights = CUT_WEIGHTS, log_whole: np.ndarray | None = None
+) -> list[Piece]:
+    """The best path of runs, given each run's log max CNN probability and, with a verifier,
+    its log P(one character)."""
+    if log_whole is None:
+        log_whole = np.zeros(len(found.runs))
     atoms, runs = found.atoms, found.runs
     best = np.full(len(atoms) + 1, -np.inf)
     back = [-1] * (len(atoms) + 1)
@@ -195,7 +217,8 @@ def choose(found: Candidates, log_best: np.ndarray, weights: CutWeights = CUT_WE
             cut = start > 0 and atoms[start - 1].piece == atoms[start].piece
             piece = found.pieces[k]
             excess = max(0.0, (piece.box[2] - piece.box[0]) / found.height - NARROW)
-            score = best[start] + log_best[k] - weights.per_character - weights.join * joins - weights.cut * cut
+            score = best[start] + weights.cnn * log_best[k] + weights.verifier * log_whole[k]
+            score -= weights.per_character + weights.join * joins + weights.cut * cut
             score -= weights.wide * excess
             if score > best[end]:
                 best[end], back[end] = score, k
@@ -212,10 +235,101 @@ def log_confidence(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.asarray(probabilities).max(axis=1), 1e-9))
 
 
+def run_features(found: Candidates, probabilities: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """float32 (runs, D + SHAPE_FEATURES): each run's embedding, then its shape against the word."""
+    atoms, height = found.atoms, found.height
+    shape = []
+    for (start, end), piece, log_best in zip(found.runs, found.pieces, log_confidence(probabilities)):
+        inside = atoms[start:end]
+        joins = sum(a.piece != b.piece for a, b in zip(inside, inside[1:]))
+        cuts = (start > 0 and atoms[start - 1].piece == atoms[start].piece) + (
+            end < len(atoms) and atoms[end].piece == atoms[end - 1].piece
+        )
+        width, tall = (piece.box[2] - piece.box[0]) / height, (piece.box[3] - piece.box[1]) / height
+        shape.append([width, tall, width / max(tall, 1e-3), end - start, joins, cuts, log_best])
+    return np.concatenate([np.asarray(embeddings, np.float32), np.asarray(shape, np.float32)], axis=1)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """P(a run is exactly one character): standardised features -> ReLU layer -> logit."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(0.0, ((np.asarray(features) - self.mean) / self.scale) @ self.w1 + self.b1)
+        return hidden @ self.w2 + self.b2
+
+    def log_whole(self, features: np.ndarray) -> np.ndarray:
+        """log P(one character) of each row of ``run_features``."""
+        return -np.logaddexp(0.0, -self.logits(features))
+
+
+def fit_verifier(
+    features: np.ndarray, labels: np.ndarray, *, hidden: int = 32, l2: float = 1e-3, epochs: int = 40, seed: int = 0
+) -> Verifier:
+    """Fit a ``Verifier`` by minibatch Adam on the logistic loss (128 rows a step, learning rate
+    1e-3, L2 on the first layer); the same inputs and seed give the same numbers."""
+    x = np.asarray(features, np.float64)
+    y = np.asarray(labels, np.float64)
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    rng = np.random.default_rng(seed)
+    params = [
+        rng.normal(0, np.sqrt(2 / z.shape[1]), (z.shape[1], hidden)),
+        np.zeros(hidden),
+        rng.normal(0, np.sqrt(1 / hidden), hidden),
+        np.zeros(()),
+    ]
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(z))
+        for begin in range(0, len(z), 128):
+            batch = order[begin : begin + 128]
+            w1, b1, w2, b2 = params
+            pre = z[batch] @ w1 + b1
+            act = np.maximum(0.0, pre)
+            error = (1 / (1 + np.exp(-(act @ w2 + b2))) - y[batch]) / len(batch)  # d loss / d logit
+            d_act = np.outer(error, w2) * (pre > 0)
+            grads = [z[batch].T @ d_act + 2 * l2 * w1, d_act.sum(axis=0), act.T @ error, error.sum()]
+            step += 1
+            for p, g, (m, v) in zip(params, grads, moments):
+                m *= 0.9
+                m += 0.1 * g
+                v *= 0.999
+                v += 0.001 * g * g
+                p -= 1e-3 * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-7)
+    w1, b1, w2, b2 = params
+    return Verifier(*(np.asarray(a, np.float32) for a in (mean, scale, w1, b1, w2, b2)))
+
+
+def save_cuts(path: str | Path, weights: CutWeights, verifier: Verifier) -> None:
+    """Write the weights and the verifier (``np.savez``, arrays only)."""
+    with open(path, "wb") as out:
+        np.savez(out, **{f"weight_{k}": np.float64(v) for k, v in asdict(weights).items()}, **asdict(verifier))
+
+
+def load_cuts(path: str | Path = CUTS_PATH) -> tuple[CutWeights, Verifier]:
+    """The fitted weights and verifier written by ``save_cuts``."""
+    with np.load(path) as data:
+        weights = CutWeights(**{k[len("weight_") :]: float(data[k]) for k in data.files if k.startswith("weight_")})
+        verifier = Verifier(*(data[k] for k in ("mean", "scale", "w1", "b1", "w2", "b2")))
+    return weights, verifier
+
+
 def resegment(
-    pieces: list[Piece], read: Callable[[list[np.ndarray]], np.ndarray], weights: CutWeights = CUT_WEIGHTS
+    pieces: list[Piece],
+    read: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]],
+    weights: CutWeights = CUT_WEIGHTS,
+    verifier: Verifier | None = None,
 ) -> list[Piece]:
-    """``ml.segment``'s pieces, cut and joined where the CNN reads the result better.
+    """``ml.segment``'s pieces, cut and joined where the runs read as characters best.
 
     Returns the pieces unchanged when there is nothing to decide; else one ``read`` call
     reads every candidate run.
@@ -223,4 +337,6 @@ def resegment(
     found = candidates(pieces)
     if found is None:
         return pieces
-    return choose(found, log_confidence(read([p.ink for p in found.pieces])), weights)
+    probabilities, embeddings = read([p.ink for p in found.pieces])
+    log_whole = verifier.log_whole(run_features(found, probabilities, embeddings)) if verifier else None
+    return choose(found, log_confidence(probabilities), weights, log_whole)
