@@ -40,10 +40,11 @@ from ml.font_families import installed_fonts  # noqa: E402
 from ml.fonts import render_glyph_ink  # noqa: E402
 from ml.inference import load_predictor  # noqa: E402
 from ml.lexicon import load_lexicon  # noqa: E402
-from ml.preprocess import ink_to_png  # noqa: E402
+from ml.preprocess import ink_to_emnist, ink_to_png  # noqa: E402
 from ml.segment import pieces_to_emnist, segment_image_bytes  # noqa: E402
 from ml.synth import render_character_ink  # noqa: E402
 from ml.word_context import CONTEXT_PATH, Context, Weights, context_dict, load_context  # noqa: E402
+from ml.word_cuts import load_cuts, resegment  # noqa: E402
 from ml.word_geometry import GeometryModel, features  # noqa: E402
 
 ASCENDERS, DESCENDERS, DOTTED = set("bdfhklt"), set("gpqy"), set("ij")
@@ -78,8 +79,9 @@ def fit_height(ink: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BILINEAR))
 
 
-def place_word(inks: list[np.ndarray], text: str, rng, x_height: int, gap=(0.3, 0.7)) -> np.ndarray:
-    """Characters' inks written on one line at their classes' heights; float32 (H, W) ink."""
+def place_word(inks: list[np.ndarray], text: str, rng, x_height: int, gap=(0.3, 0.7), spans=None) -> np.ndarray:
+    """Characters' inks written on one line at their classes' heights; float32 (H, W) ink.
+    A list ``spans`` gets each character's ink columns (x0, x1), end exclusive."""
     cap = x_height * rng.uniform(1.35, 1.7)
     asc, desc = cap * rng.uniform(0.95, 1.1), x_height * rng.uniform(0.4, 0.6)
     placed, x = [], 30
@@ -89,6 +91,8 @@ def place_word(inks: list[np.ndarray], text: str, rng, x_height: int, gap=(0.3, 
         bottom += rng.normal(0, 0.05) * x_height
         ink = fit_height(crop(ink), max(4, round(bottom - top)))
         placed.append((ink, x, top))
+        if spans is not None:
+            spans.append((x, x + ink.shape[1]))
         x += ink.shape[1] + round(rng.uniform(*gap) * x_height)
     low = min(t for _, _, t in placed)
     high = max(t + i.shape[0] for i, _, t in placed)
@@ -162,9 +166,13 @@ def make_words(count: int, part: int, rng, lexicon) -> list[tuple[str, bool]]:
 
 
 def read_part(args, part: int, predictor, lexicon, images, labels, fonts):
-    """Each word drawn and read through the site's path: [(text, dict?, tops, boxes, seconds)]."""
+    """Each word drawn and read through the site's path: [(text, dict?, tops, boxes, seconds)].
+    With ``args.resegment``, ``ml.word_cuts.resegment`` with the shipped verifier re-splits the
+    pieces before they are read (not the site's path: what it would give there)."""
     rng = np.random.default_rng(args.seed + part)
     inks = Inks(images, labels, part, fonts, rng)
+    cuts = load_cuts() if args.resegment else None
+    read_inks = lambda inks: predictor.read(np.stack([ink_to_emnist(i) for i in inks]))  # noqa: E731
     out = []
     for text, is_dict in make_words(args.words, part, rng, lexicon):
         size = int(rng.choice(args.sizes))
@@ -173,6 +181,8 @@ def read_part(args, part: int, predictor, lexicon, images, labels, fonts):
         png = ink_to_png(ink)
         started = time.perf_counter()
         pieces = segment_image_bytes(png).pieces
+        if args.resegment:
+            pieces = resegment(pieces, read_inks, *cuts)
         inputs = pieces_to_emnist(pieces)
         segmented = time.perf_counter()
         # As the worker does (recognition/services/batches.py, SINGLE_PATH_MAX = 3): up to three
@@ -267,7 +277,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 36, 56], help="x-heights, px")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--fit", action="store_true", help=f"fit and write {CONTEXT_PATH.name}")
+    parser.add_argument(
+        "--resegment", action="store_true", help="re-split with ml.word_cuts and its verifier (not the site's path)"
+    )
     args = parser.parse_args()
+    if args.fit and args.resegment:
+        parser.error("--fit fits on the site's segmentation: not with --resegment")
 
     images, labels = load_validation(args.data_dir)
     fonts = installed_fonts(split="heldout")

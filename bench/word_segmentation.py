@@ -34,10 +34,12 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from word_context import place_word  # noqa: E402
+from word_context import Inks, make_words, place_word  # noqa: E402
 
 from ml.data import load_validation  # noqa: E402
+from ml.font_families import installed_fonts  # noqa: E402
 from ml.inference import load_predictor  # noqa: E402
+from ml.lexicon import load_lexicon  # noqa: E402
 from ml.preprocess import ink_to_emnist, ink_to_png  # noqa: E402
 from ml.segment import segment_image_bytes  # noqa: E402
 from ml.synth import render_character_ink  # noqa: E402
@@ -149,9 +151,23 @@ def cases(args, part: int, images, rng):
     return out
 
 
+def context_words(count: int, part: int, rng, images, labels, lexicon, fonts):
+    """Dictionary words and non-words as bench/word_context.py draws them (real sizes and
+    baselines, a quarter in held-out fonts; its parts), as cases of kind "cword" whose fourth
+    field is each character's ink columns."""
+    inks = Inks(images, labels, part, fonts, rng)
+    out = []
+    for text, _ in make_words(count, part, rng, lexicon):
+        size = int(rng.choice([24, 36, 56]))
+        spans = []
+        ink = place_word(inks.word(text, font=bool(rng.random() < 0.25)), text, rng, size, spans=spans)
+        out.append((ink_to_png(ink), None, len(text), spans, None, "cword"))
+    return out
+
+
 def measure(found, cases) -> dict:
-    right = {"pair": 0, "letter": 0, "word": 0}
-    total = {"pair": 0, "letter": 0, "word": 0}
+    right = {kind: 0 for *_, kind in cases}
+    total = dict(right)
     for pieces, (_, _, expected, left, narrow, kind) in zip(found, cases):
         total[kind] += 1
         ok = len(pieces) == expected
@@ -194,6 +210,11 @@ def run_labels(case, pieces, found) -> np.ndarray:
     if kind == "word" and len(pieces) == expected:
         truth = {(p.box[0], p.box[2]) for p in pieces}
         return np.array([span in truth for span in spans], int)
+    if kind == "cword":  # the characters' own columns, give or take a pixel of the crop and 15%
+        truth = left
+        return np.array(
+            [any(max(abs(a - ta), abs(b - tb)) <= 2 + 0.15 * (tb - ta) for ta, tb in truth) for a, b in spans], int
+        )
     return np.full(len(spans), -1)
 
 
@@ -214,9 +235,11 @@ def run(read_out, weights, verifier=None):
 
 def report(name, result, seconds):
     (pr, pt), (lr, lt), (wr, wt) = result["pair"], result["letter"], result["word"]
+    cr, ct = result.get("cword", (0, 0))
     print(
         f"{name:<34} joined pairs split right {pr}/{pt} = {pr / max(pt, 1):.1%}; several-stroke letters over-split "
         f"{lt - lr}/{lt} = {(lt - lr) / max(lt, 1):.1%}; spaced words split right {wr}/{wt} = {wr / max(wt, 1):.1%}; "
+        f"words at real sizes split right {cr}/{ct} = {cr / max(ct, 1):.1%}; "
         f"median {1000 * np.median(seconds):.1f} ms, p95 {1000 * np.percentile(seconds, 95):.1f} ms a drawing"
     )
 
@@ -225,20 +248,22 @@ def objective(result) -> float:
     return sum(r / max(t, 1) for r, t in result.values())
 
 
-def fit(args, images, read):
+def fit(args, images, labels, lexicon, fonts, read):
     """The verifier on the fitting part's candidate runs, then its weights by a grid search."""
     fit_args = argparse.Namespace(pairs=args.fit_pairs, letters=args.letters, words=args.fit_words)
     fitting = cases(fit_args, 0, images, np.random.default_rng(args.seed))
+    rng = np.random.default_rng(args.seed)
+    fitting += context_words(args.fit_context_words, 0, rng, images, labels, lexicon, fonts)
     fitting_read = read_cases(fitting, read)
-    features, labels = [], []
+    features, truth = [], []
     for case, (pieces, found, _, run_feats, *_) in zip(fitting, fitting_read):
         if found is not None:
             features.append(run_feats)
-            labels.append(run_labels(case, pieces, found))
-    features, labels = np.concatenate(features), np.concatenate(labels)
-    known = labels >= 0
-    verifier = fit_verifier(features[known], labels[known])
-    print(f"verifier fitted on {known.sum()} runs ({labels[known].sum()} one character) of {len(fitting)} cases")
+            truth.append(run_labels(case, pieces, found))
+    features, truth = np.concatenate(features), np.concatenate(truth)
+    known = truth >= 0
+    verifier = fit_verifier(features[known], truth[known])
+    print(f"verifier fitted on {known.sum()} runs ({truth[known].sum()} one character) of {len(fitting)} cases")
     best, weights = -1.0, None
     for cnn in (0.0, 0.25, 0.5, 1.0):
         for per_character in (0.0, 0.5, 1.0, 2.0, 3.0):
@@ -257,20 +282,25 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=400)
     parser.add_argument("--letters", type=int, default=400)
     parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--context-words", type=int, default=400, help="words at real sizes (bench/word_context.py)")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--fit", action="store_true", help=f"fit the verifier and its weights, write {CUTS_PATH.name}")
     parser.add_argument("--fit-pairs", type=int, default=1500)
     parser.add_argument("--fit-words", type=int, default=400)
+    parser.add_argument("--fit-context-words", type=int, default=800)
     args = parser.parse_args()
-    images, _ = load_validation(args.data_dir)
+    images, labels = load_validation(args.data_dir)
+    lexicon, fonts = load_lexicon("en"), installed_fonts(split="heldout")
     predictor = load_predictor(args.model)
     read = lambda inks: predictor.read(np.stack([ink_to_emnist(i) for i in inks]))  # noqa: E731
     if args.fit:
-        weights, verifier = fit(args, images, read)
+        weights, verifier = fit(args, images, labels, lexicon, fonts, read)
         save_cuts(CUTS_PATH, weights, verifier)
         print(f"wrote {CUTS_PATH}")
     weights, verifier = load_cuts()
     reporting = cases(args, 1, images, np.random.default_rng(args.seed + 1))
+    rng = np.random.default_rng(args.seed + 1)
+    reporting += context_words(args.context_words, 1, rng, images, labels, lexicon, fonts)
     reporting_read = read_cases(reporting, read)
     found, seconds = run(reporting_read, None)
     report("ml.segment alone (today)", measure(found, reporting), seconds)
