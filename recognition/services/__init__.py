@@ -17,7 +17,7 @@ from recognition.services.submissions import (
     submission_predict,
     submission_requeue_stale,
 )
-from recognition.services.words import word_create, word_fail, word_predict
+from recognition.services.words import word_create, word_fail, word_predict, word_resegment
 
 __all__ = [
     "RESULT_FIELDS",
@@ -41,4 +41,5 @@ __all__ = [
     "word_create",
     "word_fail",
     "word_predict",
+    "word_resegment",
 ]

@@ -1,5 +1,6 @@
 """Words: a drawing of several characters, split into one Submission per character."""
 
+import functools
 import logging
 
 import numpy as np
@@ -7,11 +8,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
-from ml import segment
-from recognition.models import Submission, Word
+from ml import segment, word_cuts
+from recognition.models import Correction, Submission, Word
+from recognition.selectors import model_version_get_serving
 from recognition.services.batches import predict_pending_batch
 from recognition.services.drawings import drawing_check, drawing_owner, drawing_source, ml_input_errors
 from recognition.services.notifications import submission_notify_done
+from recognition.services.predictors import predictor_get
 from recognition.services.queueing import PREDICT_WORD, queue_or_note
 from recognition.services.results import submissions_mark_failed
 from recognition.services.word_readings import word_readings_store
@@ -60,25 +63,76 @@ def word_create(
             owner=owner,
             client_id=client_id,
         )
-        Submission.objects.bulk_create(
-            [
-                Submission(
-                    word=word,
-                    position=position,
-                    image=segment.ink_png(piece.ink),
-                    content_type="image/png",
-                    strokes=_strokes_in_crop(strokes, piece, found.stroke_scale),
-                    input28=np.ascontiguousarray(input28, dtype=np.uint8).tobytes(),
-                    source=source,
-                    owner=owner,
-                    client_id=client_id,
-                )
-                for position, (piece, input28) in enumerate(zip(found.pieces, inputs))
-            ]
-        )
+        Submission.objects.bulk_create(_character_rows(word, found.pieces, inputs, strokes, found.stroke_scale))
         word_id = str(word.id)
         transaction.on_commit(lambda: _queue_prediction(word_id))
     return word
+
+
+def _character_rows(word: Word, pieces, inputs, strokes, stroke_scale: float) -> list[Submission]:
+    """One unsaved Submission per piece of ``word``, in order, with the word's source and writer."""
+    return [
+        Submission(
+            word=word,
+            position=position,
+            image=segment.ink_png(piece.ink),
+            content_type="image/png",
+            strokes=_strokes_in_crop(strokes, piece, stroke_scale),
+            input28=np.ascontiguousarray(input28, dtype=np.uint8).tobytes(),
+            source=word.source,
+            owner_id=word.owner_id,
+            client_id=word.client_id,
+        )
+        for position, (piece, input28) in enumerate(zip(pieces, inputs))
+    ]
+
+
+@functools.cache
+def _cuts() -> tuple[word_cuts.CutWeights, word_cuts.Verifier]:
+    return word_cuts.load_cuts()
+
+
+def word_resegment(*, word: Word) -> bool:
+    """Split the word again by recognition before its characters are read: touching characters
+    cut apart, a letter drawn in several side-by-side strokes joined (``ml.word_cuts`` with the
+    shipped verifier, on the active model's reading of each candidate). Replaces the word's
+    character rows and boxes when the split changes; True if it did.
+
+    Only while every character is still pending, uncorrected and claimed by no other batch
+    (PostgreSQL: locked here, ``SKIP LOCKED``); otherwise, or when the active model's embedding
+    is not the one the verifier was fitted on, the web request's split stands.
+    """
+    found = segment.segment_image_bytes(bytes(word.image), word.strokes)  # as word_create split it
+    candidates = word_cuts.candidates(found.pieces)
+    model_version = model_version_get_serving()
+    if candidates is None or model_version is None:
+        return False
+    weights, verifier = _cuts()
+    predictor = predictor_get(model_version=model_version)
+    if predictor.embedding_size + word_cuts.SHAPE_FEATURES != verifier.mean.shape[0]:
+        return False
+    probabilities, embeddings = predictor.read(segment.pieces_to_emnist(candidates.pieces))
+    features = word_cuts.run_features(candidates, probabilities, embeddings)
+    pieces = word_cuts.choose(
+        candidates, word_cuts.log_confidence(probabilities), weights, verifier.log_whole(features)
+    )
+    boxes = [list(piece.box) for piece in pieces]
+    if boxes == word.boxes:
+        return False
+    with transaction.atomic():
+        pending = Submission.objects.select_for_update(skip_locked=True).filter(
+            word=word, status=Submission.Status.PENDING
+        )
+        ids = list(pending.values_list("id", flat=True))
+        if len(ids) != len(word.boxes) or Correction.objects.filter(submission_id__in=ids).exists():
+            return False
+        Submission.objects.filter(id__in=ids).delete()
+        inputs = segment.pieces_to_emnist(pieces)
+        Submission.objects.bulk_create(_character_rows(word, pieces, inputs, word.strokes, found.stroke_scale))
+        Word.objects.filter(id=word.id).update(boxes=boxes)
+    word.boxes = boxes
+    logger.info("word %s split again by recognition: %d -> %d characters", word.id, len(ids), len(boxes))
+    return True
 
 
 def _strokes_in_crop(strokes, piece, scale: float) -> list | None:
@@ -124,6 +178,8 @@ def word_predict(*, word_id: str) -> Word | None:
         if not word.readings:  # redelivered after the characters were stored, before the readings
             word_readings_store(word_id=word_id)
         return word
+    if word_resegment(word=word):
+        own_ids = _pending_character_ids(word_id)
     Submission.objects.filter(id__in=own_ids, status=Submission.Status.PENDING).update(attempts=F("attempts") + 1)
     results = predict_pending_batch(own_ids=own_ids)
     # Before the notification: a client woken by it reads the word with its readings.

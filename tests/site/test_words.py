@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ml.data import CLASSES
 from recognition import errors, services
@@ -282,3 +282,62 @@ def test_a_real_worker_on_redis_predicts_a_whole_word_in_one_task(anon, active_m
     # One task for the word ("name[task id] received"), none per character.
     assert worker.tail().count("recognition.tasks.predict_word[") >= 1
     assert "recognition.tasks.predict_submission[" not in worker.tail()
+
+
+# --------------------------------------------------------------------------- split again by recognition
+
+
+def m_in_three_strokes() -> tuple[bytes, list]:
+    """An "m" drawn as a stem and two arches, each started 12 px (1.5 pen widths) right of the
+    stroke before: three pieces by the strokes alone."""
+
+    def arch(x0, x1):
+        return [
+            [round(x0 + (x1 - x0) * t, 1), round(60 + 90 * (1 - np.sin(np.pi * t) ** 0.5), 1)]
+            for t in np.linspace(0.1, 1, 12)
+        ]
+
+    strokes = [[[50, 60], [50, 150]], arch(62, 100), arch(112, 150)]
+    image = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        draw.line([tuple(p) for p in stroke], fill=(0, 0, 0, 255), width=8, joint="curve")
+    return png_bytes(image), strokes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_letter_drawn_in_side_by_side_strokes_is_joined_again_by_the_worker(shipped_model):
+    image, strokes = m_in_three_strokes()
+    word = services.word_create(image=image, content_type="image/png", strokes=strokes, client_id="c1")
+    word.refresh_from_db()
+    characters = list(word.characters.order_by("position"))
+    assert len(characters) == 1 and word.boxes == [[46, 57, 156, 151]]
+    m = characters[0]
+    assert m.status == "predicted" and m.predicted_label in "Mm" and m.client_id == "c1" and m.source == word.source
+    assert len(m.strokes) == 3 and m.strokes[0][0] == [50 - 46, 60 - 57]  # all three, in the crop's pixels
+    assert Submission.objects.filter(word=word).count() == 1  # the three first rows are gone
+
+
+@pytest.mark.django_db
+def test_a_word_is_not_split_again_once_a_character_is_corrected_or_taken(shipped_model):
+    # Without a transaction's commit the task never runs here: the rows stay as the request split them.
+    image, strokes = m_in_three_strokes()
+    corrected = services.word_create(image=image, content_type="image/png", strokes=strokes)
+    assert corrected.characters.count() == 3
+    Correction.objects.create(submission=corrected.characters.get(position=1), label="n")
+    assert services.word_resegment(word=corrected) is False and corrected.characters.count() == 3
+
+    taken = services.word_create(image=image, content_type="image/png", strokes=strokes)
+    taken.characters.filter(position=0).update(status=Submission.Status.PREDICTED)  # another batch's
+    assert services.word_resegment(word=taken) is False and taken.characters.count() == 3
+
+    free = services.word_create(image=image, content_type="image/png", strokes=strokes)
+    assert services.word_resegment(word=free) is True
+    assert free.characters.count() == 1 and Word.objects.get(id=free.id).boxes == [[46, 57, 156, 151]]
+
+
+@pytest.mark.django_db
+def test_with_a_model_of_another_embedding_the_request_split_stands(active_model):
+    image, strokes = m_in_three_strokes()
+    word = services.word_create(image=image, content_type="image/png", strokes=strokes)
+    assert services.word_resegment(word=word) is False and word.characters.count() == 3
