@@ -12,7 +12,7 @@ logits of every drawing of theirs by a linear function of its L2-normalised embe
 ``A`` (D, C) and ``a`` (C,) are fitted to the writer's memory, so one corrected drawing moves
 the boundary for the whole region of the embedding space around it, not only for drawings
 near the stored one (``ml.prototypes``, the rule before). The fit minimises, by a fixed number
-of momentum gradient steps from zero (deterministic, about 0.1-0.5 s for 500 entries):
+of momentum gradient steps from zero (deterministic; bench/writer_memory_cost.py times it):
 
 * cross-entropy of the corrected labels on the writer's entries, their logits before the
   correction taken as ``ENTRY_NORM * x @ W + b`` (the stored vectors are normalised; the norm
@@ -63,8 +63,8 @@ class LayerRule:
     scale: float = 10.0
     lam: float = 0.1
     lam_bias: float = 1.0
-    gamma: float = 3.0
-    steps: int = 60
+    gamma: float = 10.0
+    steps: int = 120
     momentum: float = 0.8
 
 
