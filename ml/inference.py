@@ -2,7 +2,7 @@
 
 Every path also gives the drawing's embedding (the CNN's penultimate layer, the input of the
 ``logits`` layer, L2-normalised) from the same model call: the writer's memory
-(``ml.prototypes``) compares drawings by it. The models served are the loaded one with that
+(``ml.writer_layer``) is fitted and applied on it, with ``Predictor.head_weights``. The models served are the loaded one with that
 layer as a second output; its first output is the loaded model's, unchanged.
 
 Nothing happens at import: TensorFlow is imported by ``load_predictor`` itself, so a
