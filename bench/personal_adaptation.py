@@ -10,12 +10,13 @@ drawing (then the first three): those drawings' embeddings are their memory. Mea
 on *fresh* drawings in the same style (other characters, never corrected), without memory
 and with it, through the site's functions (vectors stored as float16): the writer's
 last-layer correction (``ml.writer_layer.fit_correction`` / ``apply_correction``, the rule the
-worker applies), optionally followed by the prototype vote (``ml.prototypes.adapt``).
+worker applies), followed, as there, by the vote of near-identical stored drawings
+(``ml.prototypes.adapt`` with ``ml.writer_layer.SAME_DRAWING``).
 
-The rule's numbers (the anchors' weight, the number of gradient steps, and whether the
-prototype vote follows) are fitted on the *fitting* writers (two styles, drawn from one half
-of the validation rows) and then reported on the other writers (other styles from the other
-half, and the held-out fonts), never tuned on what is reported. (The form of the rule, its
+The rule's numbers (the anchors' weight and the number of gradient steps) are fitted on the
+*fitting* writers (two styles, drawn from one half of the validation rows) and then reported
+on the other writers (other styles from the other half, and the held-out fonts), never tuned
+on what is reported. (The form of the rule, its
 other numbers and the anchors were chosen on explorations with the two fitting styles only.)
 The reported writers are also read with ``PREVIOUS_RULE``, the prototype rule the site used
 before. Also reported: top-1 on plain (unstyled) validation drawings with each style writer's
@@ -89,8 +90,8 @@ def read_with(rule, probs, embeddings, vectors, labels, fitted=None):
 
 @dataclass(frozen=True)
 class SiteRule:
-    """A last-layer rule as the bench fits it: the fit's numbers, the basis, and whether the
-    prototype vote (``PREVIOUS_RULE``) comes after the correction."""
+    """A last-layer rule as the bench fits it: the fit's numbers, the basis, and the prototype
+    vote that comes after the correction (the site's: ``ml.writer_layer.SAME_DRAWING``)."""
 
     layer: object
     basis: object = field(repr=False)
@@ -160,22 +161,22 @@ def font_writer(predictor, name: str, path: str, stream_per_class: int, fresh_pe
 
 def fit_rule(writers: list[dict], basis):
     """The last-layer rule with the best mean gain over the fitting writers, one and three
-    corrections per class counted alike: anchor weight x steps x with or without the
-    prototype vote after it. Also scored there: ``PREVIOUS_RULE`` (the prototypes alone)."""
+    corrections per class counted alike: anchor weight x steps, each followed by the site's
+    vote of near-identical drawings (``ml.writer_layer.SAME_DRAWING``, not fitted). Also scored
+    there: ``PREVIOUS_RULE`` (the prototypes alone)."""
     from ml.prototypes import PrototypeRule
-    from ml.writer_layer import DEFAULT_LAYER_RULE
+    from ml.writer_layer import DEFAULT_LAYER_RULE, SAME_DRAWING
 
     def score(rule):
         gains = [writer_figures(w, rule) for w in writers]
         return float(np.mean([g[f"gain_{k}_points"] for g in gains for k in CORRECTIONS_PER_CLASS]))
 
     best, grid = None, [("prototypes", *PREVIOUS_RULE, round(score(PrototypeRule(*PREVIOUS_RULE)), 2))]
-    for gamma, steps, combine in itertools.product(GAMMAS, STEPS, (False, True)):
-        layer = replace(DEFAULT_LAYER_RULE, gamma=float(gamma), steps=int(steps))
-        rule = SiteRule(layer, basis, PrototypeRule(*PREVIOUS_RULE) if combine else None)
+    for gamma, steps in itertools.product(GAMMAS, STEPS):
+        rule = SiteRule(replace(DEFAULT_LAYER_RULE, gamma=float(gamma), steps=int(steps)), basis, SAME_DRAWING)
         value = score(rule)
-        grid.append(("layer", gamma, steps, combine, round(value, 2)))
-        print(f"  fit: gamma {gamma}, steps {steps}, prototypes after {combine}: {value:.2f}", flush=True)
+        grid.append(("layer", gamma, steps, round(value, 2)))
+        print(f"  fit: gamma {gamma}, steps {steps}: {value:.2f}", flush=True)
         if best is None or value > best[0]:
             best = (value, rule)
     return best[1], best[0], grid
@@ -247,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     fitting = writers_of(FIT_STYLES, "fit")
     basis = basis_for(predictor)
     rule, score, grid = fit_rule(list(fitting.values()), basis)
-    print(f"fitted rule: {rule.layer}, prototypes after: {rule.prototypes} (mean fitting gain {score:.2f} points)")
+    print(f"fitted rule: {rule.layer}, then {rule.prototypes} (mean fitting gain {score:.2f} points)")
     figures["rule"] = {
         "layer": asdict(rule.layer),
-        "prototypes_after": rule.prototypes is not None,
+        "prototypes_after": asdict(rule.prototypes) if rule.prototypes is not None else None,
         "fitting_mean_gain_points": round(score, 2),
     }
     figures["grid"] = grid

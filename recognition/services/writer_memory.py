@@ -22,7 +22,7 @@ from django.db.models import Q
 
 from ml.data import class_index
 from ml.prototypes import adapt, memory_arrays
-from ml.writer_layer import DEFAULT_LAYER_RULE, PROTOTYPES_AFTER, apply_correction, basis_for, fit_correction
+from ml.writer_layer import DEFAULT_LAYER_RULE, SAME_DRAWING, apply_correction, basis_for, fit_correction
 from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
 
 EMBEDDING_DTYPE = np.float16  # 2 bytes a dimension: 512 bytes for the shipped model's 256
@@ -232,8 +232,7 @@ def writer_memory_apply(
             continue  # written by a model of another shape under this version's id: unusable
         correction = _correction_of(key, model_version.id, vectors, labels, basis)
         adapted = apply_correction(probs[index], embeddings[index], correction, basis, DEFAULT_LAYER_RULE)
-        if PROTOTYPES_AFTER is not None:
-            adapted, _ = adapt(adapted, embeddings[index], vectors, labels, PROTOTYPES_AFTER)
+        adapted, _ = adapt(adapted, embeddings[index], vectors, labels, SAME_DRAWING)
         out[index] = adapted
         changed[index] = adapted.argmax(axis=1) != probs[index].argmax(axis=1)
     return out, changed
