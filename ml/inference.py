@@ -2,7 +2,7 @@
 
 Every path also gives the drawing's embedding (the CNN's penultimate layer, the input of the
 ``logits`` layer, L2-normalised) from the same model call: the writer's memory
-(``ml.prototypes``) compares drawings by it. The models served are the loaded one with that
+(``ml.writer_layer``) is fitted and applied on it, with ``Predictor.head_weights``. The models served are the loaded one with that
 layer as a second output; its first output is the loaded model's, unchanged.
 
 Nothing happens at import: TensorFlow is imported by ``load_predictor`` itself, so a
@@ -69,6 +69,7 @@ class Predictor:
         )
         self._call_both(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))  # trace now, not on the first request
         self.embedding_size = int(dual.outputs[1].shape[-1])
+        self._head = _head(model)
         # An interpreter holds its tensors: one call at a time (a threaded web server).
         self._lite_lock = threading.Lock()
         blob = _lite_model(dual)
@@ -182,6 +183,12 @@ class Predictor:
             out[start : start + len(chunk)], features[start : start + len(chunk)] = probs.numpy(), embedded.numpy()
         return out, features
 
+    def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (D, 62) kernel and (62,) bias of the layer that turns the embedding (before
+        normalising) into the logits: probabilities = softmax(features @ kernel + bias)."""
+        kernel, bias = self._head.get_weights()
+        return np.asarray(kernel, dtype=np.float32), np.asarray(bias, dtype=np.float32)
+
     def top_k(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Best ``k`` (label, probability) pairs per row of a (N, 62) probability array."""
         if not 1 <= k <= NUM_CLASSES:
@@ -212,14 +219,18 @@ def _softmax_and_normalise(tf, logits, features):
     return tf.nn.softmax(logits, axis=-1), tf.math.l2_normalize(features, axis=-1, epsilon=1e-24)
 
 
+def _head(model):
+    """The layer that makes the logits: ``logits``, or the last layer of a model without one."""
+    names = [layer.name for layer in model.layers]
+    return model.get_layer("logits") if "logits" in names else model.layers[-1]
+
+
 def _with_embedding(model):
     """``model`` with a second output: the input of its ``logits`` layer (the penultimate
     layer), or of its last layer for a model without one. Shares the loaded weights."""
     import keras  # here, not at module level: see the module's docstring
 
-    names = [layer.name for layer in model.layers]
-    head = model.get_layer("logits") if "logits" in names else model.layers[-1]
-    return keras.Model(model.inputs, [model.outputs[0], head.input])
+    return keras.Model(model.inputs, [model.outputs[0], _head(model).input])
 
 
 def _lite_model(model) -> bytes | None:

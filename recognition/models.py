@@ -224,7 +224,7 @@ class Correction(models.Model):
 
 class WriterMemoryEntry(models.Model):
     """One of a writer's own corrected drawings, as the model sees it: their next drawings are
-    compared with it (recognition.services.writer_memory, ml.prototypes).
+    read with a correction fitted to it (recognition.services.writer_memory, ml.writer_layer).
 
     The writer is whoever owns the submission, as ownership of submissions is decided: the
     user, or (no user) the anonymous client id. One entry per submission; deleting the

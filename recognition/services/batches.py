@@ -111,7 +111,7 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
             # Up to SINGLE_PATH_MAX images go one by one through the single-image path (a Lite
             # interpreter, ~0.5 ms), which beats the batch path's fixed ~2 ms of dispatch for a few.
             probs, embeddings = predictor.read(np.stack(images), single_max=SINGLE_PATH_MAX)
-            probs, adapted = writer_memory_apply(good, probs, embeddings, model_version)
+            probs, adapted = writer_memory_apply(good, probs, embeddings, model_version, predictor)
             tops = predictor.top_k(probs, k)
             latency_ms = (time.perf_counter() - started) * 1000 / len(good)
             now = timezone.now()

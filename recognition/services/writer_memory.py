@@ -1,13 +1,14 @@
 """Each writer's memory of their own corrected drawings, and reading a batch with it.
 
 A correction copies the drawing's embedding (stored on the submission with its prediction)
-into its writer's memory; the worker reads every writer of a batch's memory in one query and
-moves each drawing's posterior by ``ml.prototypes.adapt``. The writer is whoever owns the
+into its writer's memory; the worker reads every writer of a batch's memory in one query,
+fits each changed memory into a correction of the model's last layer (``ml.writer_layer``,
+once per change) and reads each drawing with its writer's correction. The writer is whoever owns the
 submission, decided as ownership of submissions is: the user, else the anonymous client id.
 
 The worker keeps each writer's decoded memory while it stays unchanged (``_decoded``): one
 small query per batch checks that, so a 500-entry memory is not read and decoded again for
-every drawing. Entries whose vectors came from another model version than the serving one are ignored (not
+every drawing, nor fitted again. Entries whose vectors came from another model version than the serving one are ignored (not
 recomputed): another model's penultimate layer is another space. They stay listed, so people
 see and can forget them, and count against the bound until newer corrections push them out.
 """
@@ -21,6 +22,7 @@ from django.db.models import Q
 
 from ml.data import class_index
 from ml.prototypes import adapt, memory_arrays
+from ml.writer_layer import DEFAULT_LAYER_RULE, SAME_DRAWING, apply_correction, basis_for, fit_correction
 from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
 
 EMBEDDING_DTYPE = np.float16  # 2 bytes a dimension: 512 bytes for the shipped model's 256
@@ -179,25 +181,58 @@ def writer_memories_for(rows: list[Submission], model_version: ModelVersion) -> 
     return memories
 
 
+# This process's serving model's basis for the fits: (predictor, ml.writer_layer.Basis).
+_basis: tuple | None = None
+# Fitted corrections: {(writer key, version id): (the decoded vectors fitted, basis, correction)}.
+# A memory decoded again (it changed) is a new array, so identity says whether a fit is current.
+_fitted: OrderedDict = OrderedDict()
+
+
+def _basis_of(predictor):
+    """The basis of ``predictor``, made on first use (it reads the anchor drawings, ~0.3 s):
+    only a batch with a memory in it pays, never an empty memory."""
+    global _basis
+    cached = _basis
+    if cached is None or cached[0] is not predictor:
+        cached = _basis = (predictor, basis_for(predictor))
+    return cached[1]
+
+
+def _correction_of(key, version_id: int, vectors: np.ndarray, labels: np.ndarray, basis) -> np.ndarray:
+    """The writer's last-layer correction, fitted again only when their memory changed."""
+    cached = _fitted.get((key, version_id))
+    if cached is None or cached[0] is not vectors or cached[1] is not basis:
+        cached = (vectors, basis, fit_correction(vectors, labels, basis, DEFAULT_LAYER_RULE))
+        _fitted[(key, version_id)] = cached
+    _fitted.move_to_end((key, version_id))
+    while len(_fitted) > DECODED_WRITERS:
+        _fitted.popitem(last=False)
+    return cached[2]
+
+
 def writer_memory_apply(
-    rows: list[Submission], probs: np.ndarray, embeddings: np.ndarray, model_version: ModelVersion
+    rows: list[Submission], probs: np.ndarray, embeddings: np.ndarray, model_version: ModelVersion, predictor
 ) -> tuple[np.ndarray, np.ndarray]:
     """The batch's posteriors with each writer's memory: (float32 (N, 62), bool (N,) whether
     the memory changed the top answer). Rows of writers without a memory keep ``probs`` bit
-    for bit; a drawing is only ever compared with its own writer's memory."""
+    for bit; a drawing is only ever read with its own writer's memory. ``predictor`` is the
+    ``ml.inference.Predictor`` that made ``probs`` and ``embeddings``."""
     changed = np.zeros(len(rows), dtype=bool)
     memories = writer_memories_for(rows, model_version)
     if not memories:
         return probs, changed
+    basis = _basis_of(predictor)
     out = probs.copy()
     by_writer = defaultdict(list)
     for i, row in enumerate(rows):
         by_writer[writer_key(row)].append(i)
     for key, (vectors, labels) in memories.items():
         index = np.array(by_writer[key])
-        if vectors.shape[1] != embeddings.shape[1]:
+        if vectors.shape[1] != embeddings.shape[1] or vectors.shape[1] != basis.weights.shape[0]:
             continue  # written by a model of another shape under this version's id: unusable
-        adapted, _ = adapt(probs[index], embeddings[index], vectors, labels)
+        correction = _correction_of(key, model_version.id, vectors, labels, basis)
+        adapted = apply_correction(probs[index], embeddings[index], correction, basis, DEFAULT_LAYER_RULE)
+        adapted, _ = adapt(adapted, embeddings[index], vectors, labels, SAME_DRAWING)
         out[index] = adapted
         changed[index] = adapted.argmax(axis=1) != probs[index].argmax(axis=1)
     return out, changed

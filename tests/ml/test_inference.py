@@ -151,3 +151,17 @@ def test_importing_inference_does_not_start_tensorflow_and_a_forked_child_can_lo
     assert out.returncode == 0, out.stderr[-2000:]
     assert "child 0 3" in out.stdout
     assert "misuse refused" in out.stdout
+
+
+def test_the_head_weights_turn_the_unnormalised_embedding_into_the_probabilities(predictor):
+    """ml.writer_layer relies on probabilities = softmax(features @ kernel + bias)."""
+    from ml.inference import _with_embedding
+
+    images = np.stack([an_image(s) for s in range(4)])
+    _, features = _with_embedding(predictor._model)(images.astype(np.float32)[..., None], training=False)
+    kernel, bias = predictor.head_weights()
+    logits = np.asarray(features) @ kernel + bias
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert kernel.shape == (predictor.embedding_size, 62) and bias.shape == (62,)
+    assert np.allclose(predictor.probabilities(images), expected, atol=1e-5)

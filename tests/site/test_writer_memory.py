@@ -199,3 +199,20 @@ def test_one_batch_of_a_user_and_a_visitor_reads_each_with_their_own_memory_alon
     assert [CLASSES[i] for i in memories[(alice.id, "")][1]] == ["x"]
     assert [CLASSES[i] for i in memories[(None, "visitor-1")][1]] == ["y"]
     assert writer_memories_for([Submission(client_id="nobody")], active_model) == {}
+
+
+def test_a_writers_correction_is_fitted_once_per_change_of_their_memory(anon, active_model, monkeypatch):
+    from recognition.services import writer_memory
+
+    fits = []
+    real_fit = writer_memory.fit_correction
+    monkeypatch.setattr(writer_memory, "fit_correction", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    first = submit_and_predict(anon, canvas_png())
+    assert fits == []  # an empty memory: nothing fitted
+    correct(anon, first, "x")
+    submit_and_predict(anon, canvas_png(size=240))
+    submit_and_predict(anon, canvas_png(size=260))
+    assert len(fits) == 1
+    correct(anon, first, "y")
+    assert submit_and_predict(anon, canvas_png())["predicted_label"] == "y"
+    assert len(fits) == 2
