@@ -149,7 +149,7 @@ def fit_per_input(model_path: str, data_dir: str, workers: int) -> dict:
     summary["centroid_rows"] = {"per_class": CENTROID_PER_CLASS, "rows": int(len(train_labels))}
     document = {"calibration_set": summary, "ece": figures}
     paths = save_calibration(model_path, calibration, document)
-    print(f"weights {dict(zip(FEATURES, np.round(weights, 4)))}; wrote {', '.join(map(str, paths))}")
+    print(f"weights {dict(zip(FEATURES, np.round(weights, 4).tolist()))}; wrote {', '.join(map(str, paths))}")
     return document
 
 

@@ -107,8 +107,8 @@ def class_centroids(embeddings: np.ndarray, labels: np.ndarray, num_classes: int
     return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _nll_and_derivatives(z: np.ndarray, labels: np.ndarray, x: np.ndarray, w: np.ndarray):
-    """Mean NLL of softmax(z / T), log T = clip(x @ w), with its gradient and Hessian in w."""
+def _nll_and_derivatives(z: np.ndarray, labels: np.ndarray, x: np.ndarray, w: np.ndarray, weights: np.ndarray):
+    """Weighted mean NLL of softmax(z / T), log T = clip(x @ w), with its gradient and Hessian in w."""
     log_t = np.clip(x @ w, *LOG_T_RANGE)
     inside = (log_t > LOG_T_RANGE[0]) & (log_t < LOG_T_RANGE[1])
     s = z * np.exp(-log_t)[:, None]
@@ -123,8 +123,8 @@ def _nll_and_derivatives(z: np.ndarray, labels: np.ndarray, x: np.ndarray, w: np
     # d nll / d log T and its derivative (log T outside the clip range does not move).
     g = (s[rows, labels] - mean_s) * inside
     h = (-s[rows, labels] + mean_s + var_s) * inside
-    n = len(labels)
-    return float(nll.mean()), x.T @ g / n, (x * h[:, None]).T @ x / n
+    g, h = g * weights, h * weights
+    return float(nll @ weights), x.T @ g, (x * h[:, None]).T @ x
 
 
 def fit_weights(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -142,8 +142,9 @@ def fit_weights(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, c
     z = np.log(np.maximum(np.asarray(probs, dtype=np.float64), P_FLOOR))
     labels = np.asarray(labels, dtype=np.int64)
     x = features(probs, embeddings, centroids)
+    rows = np.full(len(labels), 1.0 / len(labels))  # each drawing counts the same
     w = np.zeros(x.shape[1])
-    nll, grad, hess = _nll_and_derivatives(z, labels, x, w)
+    nll, grad, hess = _nll_and_derivatives(z, labels, x, w, rows)
     damping = 1e-6
     for _ in range(100):
         try:
@@ -155,7 +156,7 @@ def fit_weights(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, c
         rate = 1.0
         while rate > 1e-8:
             candidate = w - rate * step
-            new = _nll_and_derivatives(z, labels, x, candidate)
+            new = _nll_and_derivatives(z, labels, x, candidate, rows)
             if new[0] <= nll - 1e-4 * rate * (grad @ step):
                 break
             rate /= 2
