@@ -89,6 +89,7 @@ def test_the_fit_warms_unfamiliar_drawings_and_lowers_their_calibration_error(po
     temperatures = calibration.temperatures(probs, embeddings)
     assert np.median(temperatures[unfamiliar]) > 2 * np.median(temperatures[~unfamiliar])
     shown = calibration.apply(probs, embeddings)
+    assert np.allclose(shown, temper(probs, temperatures), atol=1e-12)
     before = expected_calibration_error(probs[unfamiliar], labels[unfamiliar])
     after = expected_calibration_error(shown[unfamiliar], labels[unfamiliar])
     assert after < before / 2
