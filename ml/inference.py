@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.confidence import InputCalibration, load_calibration
 from ml.data import CLASSES, IMAGE_SIZE, NUM_CLASSES
 from ml.errors import InvalidImageError, ModelFileError
 from ml.evaluate import softmax
@@ -54,10 +55,19 @@ logger = logging.getLogger(__name__)
 class Predictor:
     """A loaded model, ready to classify uint8 (28, 28) EMNIST-orientation images."""
 
-    def __init__(self, model, path: Path, threads: int = 1, batch_threads: int | None = None):
+    def __init__(
+        self,
+        model,
+        path: Path,
+        threads: int = 1,
+        batch_threads: int | None = None,
+        calibration: InputCalibration | None = None,
+    ):
         import tensorflow as tf  # here, not at module level: see the module's docstring
 
         self.path = path
+        # What the site shows (``shown_top_k``); None: the raw probabilities (ml.confidence).
+        self.calibration = calibration
         self.classes = CLASSES
         self._pid = os.getpid()
         self._model = model
@@ -196,6 +206,21 @@ class Predictor:
         order = np.argsort(-probs, axis=1)[:, :k]
         return [[(CLASSES[c], float(row[c])) for c in ranks] for row, ranks in zip(probs, order)]
 
+    def shown_top_k(
+        self, probs: np.ndarray, embeddings: np.ndarray, k: int = 5
+    ) -> list[list[tuple[str, float, float]]]:
+        """Best ``k`` (label, shown probability, raw probability) per row of (N, 62) ``probs``
+        and their (N, D) ``embeddings``: ranked by the raw probabilities, exactly as ``top_k``;
+        shown through the model's calibration (``ml.confidence``), or raw without one."""
+        if not 1 <= k <= NUM_CLASSES:
+            raise ValueError(f"k must be within 1..{NUM_CLASSES}, got {k}")
+        shown = probs if self.calibration is None else self.calibration.apply(probs, embeddings)
+        order = np.argsort(-probs, axis=1)[:, :k]
+        return [
+            [(CLASSES[c], float(seen[c]), float(row[c])) for c in ranks]
+            for row, seen, ranks in zip(probs, shown, order)
+        ]
+
     def predict(self, image: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """Top-``k`` for one uint8 (28, 28) image in EMNIST orientation, best first."""
         image = check_emnist_array(image)
@@ -302,4 +327,6 @@ def load_predictor(path: str | Path, threads: int = 1, batch_threads: int | None
     in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
     if in_shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1) or out_shape[1:] != (NUM_CLASSES,):
         raise ModelFileError(f"{path} maps {in_shape} -> {out_shape}; expected (28, 28, 1) -> 62 classes")
-    return Predictor(model, path, threads=threads, batch_threads=batch_threads)
+    # Beside the model and tied to its bytes; a retrained model has none and shows raw probabilities.
+    calibration = load_calibration(path)
+    return Predictor(model, path, threads=threads, batch_threads=batch_threads, calibration=calibration)

@@ -16,7 +16,7 @@ from recognition.services import batch_queries
 from recognition.services.model_recovery import submission_fail_model_unavailable
 from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
-from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results
+from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results, top_k_entries
 from recognition.services.writer_memory import embedding_bytes, writer_memory_apply
 
 # Batches up to this size go image by image through the single-image path.
@@ -112,14 +112,15 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
             # interpreter, ~0.5 ms), which beats the batch path's fixed ~2 ms of dispatch for a few.
             probs, embeddings = predictor.read(np.stack(images), single_max=SINGLE_PATH_MAX)
             probs, adapted = writer_memory_apply(good, probs, embeddings, model_version, predictor)
-            tops = predictor.top_k(probs, k)
+            # Shown calibrated; ranked, and kept for the word context, raw (results.top_k_entries).
+            tops = top_k_entries(predictor.shown_top_k(probs, embeddings, k))
             latency_ms = (time.perf_counter() - started) * 1000 / len(good)
             now = timezone.now()
             for row, top, embedding, changed in zip(good, tops, embeddings, adapted):
                 row.embedding, row.adapted = embedding_bytes(embedding), bool(changed)
                 row.status = Submission.Status.PREDICTED
-                row.predicted_label, row.confidence = top[0]
-                row.top_k = [{"label": label, "probability": round(prob, 6)} for label, prob in top]
+                row.predicted_label, row.confidence = top[0]["label"], top[0]["probability"]
+                row.top_k = top
                 row.model_version = model_version
                 row.latency_ms, row.predicted_at, row.error = latency_ms, now, ""
                 results[str(row.id)] = result_fields(row)

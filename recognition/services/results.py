@@ -20,6 +20,31 @@ RESULT_FIELDS = [
 _RESULT_ATTNAMES = [Submission._meta.get_field(name).attname for name in RESULT_FIELDS]  # model_version_id
 
 
+def top_k_entries(tops: list[list[tuple[str, float, float]]]) -> list[list[dict]]:
+    """Stored ``top_k`` of each row from (label, shown, raw) triples (``Predictor.shown_top_k``).
+
+    ``probability`` is what the page and the API show (calibrated: ``ml.confidence``); ``raw``,
+    the CNN's own probability, is kept where it differs, for what was fitted on raw
+    probabilities (the word context: ``raw_top_k``).
+    """
+    rows = []
+    for top in tops:
+        entries = []
+        for label, shown, raw in top:
+            entry = {"label": label, "probability": round(shown, 6)}
+            if round(raw, 6) != entry["probability"]:
+                entry["raw"] = round(raw, 6)
+            entries.append(entry)
+        rows.append(entries)
+    return rows
+
+
+def raw_top_k(top_k: list[dict]) -> list[tuple[str, float]]:
+    """(label, raw probability) of a stored ``top_k``: ``raw`` where kept, else ``probability``
+    (equal to it then, and in every row stored before calibration)."""
+    return [(p["label"], p.get("raw", p["probability"])) for p in top_k]
+
+
 def result_fields(row: Submission) -> dict:
     """The stored prediction of ``row`` as JSON-ready values (``RESULT_FIELDS``, by attname)."""
     values = {name: getattr(row, name) for name in _RESULT_ATTNAMES}

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from ml.word_context import READINGS, load_context
 from recognition.models import Submission, Word
+from recognition.services.results import raw_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ def _decode(word_id, boxes, characters) -> list[dict]:
     """The readings of characters given as (status, top_k) in order; [] while any is not predicted."""
     if not characters or any(status != Submission.Status.PREDICTED or not top for status, top in characters):
         return []
-    tops = [[(p["label"], p["probability"]) for p in top] for _, top in characters]
+    # The raw probabilities: the word context's weights were fitted on them, not on the shown ones.
+    tops = [raw_top_k(top) for _, top in characters]
     try:
         readings = load_context(language=settings.WORD_LANGUAGE).decode(tops, boxes, count=READINGS)
     except (OSError, LookupError, KeyError, ValueError):

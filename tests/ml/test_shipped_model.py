@@ -12,6 +12,7 @@ import pytest
 
 from bench.font_generalisation import EVAL_SEED, report
 from ml.data import load_validation
+from ml.evaluate import expected_calibration_error
 from ml.font_families import FontsMissingError, installed_fonts
 from ml.fonts import render_families
 from ml.inference import load_predictor
@@ -34,6 +35,14 @@ FONT_FLOORS = {
     "script": {"lookalike": 0.622, "twinless_top1": 0.644},
 }
 FONT_MARGIN = 0.01
+# The per-drawing calibration shipped beside the model (ml.confidence, fitted by
+# `python -m ml.calibrate --per-input` on EMNIST validation drawings and training families only):
+# on the same held-out drawings, the shown probabilities' ECE and median top probability of the
+# wrong answers, and the ECE on EMNIST validation, as measured 2026-12-02 plus a margin (ceilings:
+# lower is better). The issue's targets (0.05 / 0.02, median p(wrong) < 0.5) are not met yet:
+# ml/MODEL.md says where they stand.
+CALIBRATED_CEILINGS = {"heldout_ece": 0.072, "heldout_median_wrong": 0.495, "emnist_ece": 0.068}
+CALIBRATED_MARGIN = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +104,42 @@ def heldout_fonts():
         require_or_skip(str(error))
 
 
-def test_held_out_handwriting_fonts_are_read_as_well_as_measured(shipped, heldout_fonts):
+@pytest.fixture(scope="module")
+def heldout_figures(shipped, heldout_fonts):
+    """bench/font_generalisation.py's report on FONT_PER_CLASS drawings, raw and as shown."""
     images, labels, index = render_families(
         [(f.name, str(f.path)) for f in heldout_fonts], FONT_PER_CLASS, EVAL_SEED, workers=2
     )
-    figures = report(shipped.probabilities(images).astype(np.float64), labels.astype(np.int64), index, heldout_fonts)
+    probs, embeddings = shipped.read(images)
+    shown = shipped.calibration.apply(probs, embeddings) if shipped.calibration is not None else None
+    return probs, shown, report(probs.astype(np.float64), labels.astype(np.int64), index, heldout_fonts, shown)
+
+
+def test_held_out_handwriting_fonts_are_read_as_well_as_measured(heldout_figures):
+    figures = heldout_figures[2]
     for style, floors in FONT_FLOORS.items():
         for key, floor in floors.items():
             assert figures["by_style"][style][key] >= floor - FONT_MARGIN, (style, key, figures["by_style"][style])
+
+
+def test_the_shipped_calibration_is_fitted_for_the_shipped_model(shipped):
+    # Tied to the model's bytes: a model saved over the file without a refit shows raw
+    # probabilities, and this fails until `python -m ml.calibrate --per-input` is run again.
+    assert shipped.calibration is not None
+
+
+def test_the_calibration_keeps_every_ranking_and_softens_unfamiliar_letterforms(heldout_figures):
+    probs, shown, figures = heldout_figures
+    assert np.array_equal(np.argsort(-probs, axis=1)[:, :5], np.argsort(-shown, axis=1)[:, :5])
+    overall = figures["overall"]
+    assert overall["calibrated_ece"] <= CALIBRATED_CEILINGS["heldout_ece"] + CALIBRATED_MARGIN, overall
+    assert overall["calibrated_median_wrong_confidence"] <= (
+        CALIBRATED_CEILINGS["heldout_median_wrong"] + CALIBRATED_MARGIN
+    ), overall
+
+
+def test_the_calibration_costs_emnist_validation_no_more_than_measured(shipped, validation):
+    images, labels = validation
+    probs, embeddings = shipped.read(images)
+    ece = expected_calibration_error(shipped.calibration.apply(probs, embeddings), labels)
+    assert ece <= CALIBRATED_CEILINGS["emnist_ece"] + CALIBRATED_MARGIN, ece
