@@ -20,8 +20,10 @@ geometry (``ml.word_geometry``) and the decoder's weights on the fitting part an
 ``ml/word_context.json``; the report is always on the reporting part.
 
 Every word goes through the site's path: an RGBA PNG -> ``ml.segment.segment_image_bytes``
-(components: no strokes) -> ``pieces_to_emnist`` -> the predictor -> top-5 per character ->
-``Context.decode`` with the boxes the segmentation found.
+(components: no strokes) -> ``ml.word_cuts.resegment`` with the shipped verifier, as the worker
+splits a word again (``--segment-only`` leaves it out; ``--fit`` always does, as the context
+was fitted on ml.segment's pieces) -> ``pieces_to_emnist`` -> the predictor -> top-5 per
+character -> ``Context.decode`` with the boxes the segmentation found.
 """
 
 import argparse
@@ -167,8 +169,8 @@ def make_words(count: int, part: int, rng, lexicon) -> list[tuple[str, bool]]:
 
 def read_part(args, part: int, predictor, lexicon, images, labels, fonts):
     """Each word drawn and read through the site's path: [(text, dict?, tops, boxes, seconds)].
-    With ``args.resegment``, ``ml.word_cuts.resegment`` with the shipped verifier re-splits the
-    pieces before they are read (not the site's path: what it would give there)."""
+    With ``args.resegment`` (the default: what the worker does, recognition.services.words),
+    ``ml.word_cuts.resegment`` with the shipped verifier re-splits the pieces before they are read."""
     rng = np.random.default_rng(args.seed + part)
     inks = Inks(images, labels, part, fonts, rng)
     cuts = load_cuts() if args.resegment else None
@@ -278,11 +280,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--fit", action="store_true", help=f"fit and write {CONTEXT_PATH.name}")
     parser.add_argument(
-        "--resegment", action="store_true", help="re-split with ml.word_cuts and its verifier (not the site's path)"
+        "--segment-only",
+        action="store_true",
+        help="ml.segment's split alone, without the worker's re-split by recognition (the site before 2026-12-02)",
     )
     args = parser.parse_args()
-    if args.fit and args.resegment:
-        parser.error("--fit fits on the site's segmentation: not with --resegment")
+    args.resegment = not args.segment_only and not args.fit  # the context was fitted on ml.segment's pieces
 
     images, labels = load_validation(args.data_dir)
     fonts = installed_fonts(split="heldout")
