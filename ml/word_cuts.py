@@ -25,6 +25,7 @@ Public:
     resegment(pieces, read, weights=CUT_WEIGHTS, verifier=None) -> list[Piece]
         read: a callable from a list of ink maps to (float (N, 62) CNN probabilities, float
         (N, D) embeddings), as ``ml.inference.Predictor.read`` gives them.
+    may_resplit(boxes) -> bool: False when ``candidates`` of such pieces would be None
     candidates(pieces) -> Candidates | None; choose(found, log_best, weights, log_whole) -> list[Piece]
         (the two halves of ``resegment``: a fit reads the candidates once, chooses many times)
     run_features(found, probabilities, embeddings); fit_verifier(features, labels) -> Verifier
@@ -180,6 +181,22 @@ class Candidates:
     runs: list[tuple[int, int]]
     pieces: list[Piece]
     height: float
+
+
+def may_resplit(boxes) -> bool:
+    """Whether pieces with these boxes (x0, y0, x1, y1, left to right) could be split again:
+    one is wide enough to cut, or two neighbours are close enough to join. False means
+    ``candidates`` of those pieces is None, so a caller that has only the boxes can skip
+    making the pieces."""
+    boxes = [tuple(box) for box in boxes]
+    if not boxes:
+        return False
+    height = float(max(y1 - y0 for _, y0, _, y1 in boxes))
+    if any(x1 - x0 > WIDE * height for x0, _, x1, _ in boxes):
+        return True
+    return any(
+        b[0] - a[2] <= MAX_JOIN_GAP * height and b[2] - a[0] <= MAX_RUN * height for a, b in zip(boxes, boxes[1:])
+    )
 
 
 def candidates(pieces: list[Piece]) -> Candidates | None:

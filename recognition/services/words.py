@@ -102,6 +102,8 @@ def word_resegment(*, word: Word) -> bool:
     (PostgreSQL: locked here, ``SKIP LOCKED``); otherwise, or when the active model's embedding
     is not the one the verifier was fitted on, the web request's split stands.
     """
+    if not word_cuts.may_resplit(word.boxes):
+        return False  # spaced characters of ordinary width: nothing to decide, no need to segment again
     found = segment.segment_image_bytes(bytes(word.image), word.strokes)  # as word_create split it
     candidates = word_cuts.candidates(found.pieces)
     model_version = model_version_get_serving()

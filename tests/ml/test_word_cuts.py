@@ -13,6 +13,7 @@ from ml.word_cuts import (
     cut_columns,
     fit_verifier,
     load_cuts,
+    may_resplit,
     resegment,
     run_features,
     save_cuts,
@@ -122,3 +123,13 @@ def test_the_shipped_verifier_loads_and_fits_the_shipped_model():
     assert weights.verifier > 0
     # The shipped model's embedding is 256 wide: the verifier reads it and the run's shape.
     assert verifier.mean.shape == (256 + SHAPE_FEATURES,) and verifier.w1.shape[0] == 256 + SHAPE_FEATURES
+
+
+def test_boxes_alone_tell_when_there_is_nothing_to_resplit():
+    stem = Piece(box=(0, 0, 8, 40), ink=np.ones((40, 8), np.float32))
+    arch = Piece(box=(10, 0, 34, 40), ink=np.ones((40, 24), np.float32))
+    far = Piece(box=(30, 0, 54, 40), ink=np.ones((40, 24), np.float32))
+    pair = Piece(box=(100, 50, 180, 90), ink=joined_pair())
+    for pieces in ([stem, arch], [stem, far], [pair], [stem], [far, Piece(box=(70, 0, 94, 40), ink=far.ink)]):
+        assert may_resplit([p.box for p in pieces]) == (candidates(pieces) is not None)
+    assert may_resplit([]) is False
