@@ -28,11 +28,20 @@ def submission_wait_predicted(submission: Submission, *, seconds: float) -> Subm
 
 def word_wait_predicted(word: Word, *, seconds: float) -> None:
     """Wait for each character's "done" notification, as ``submission_wait_predicted`` does
-    for one, all within ``seconds``. The caller reads the word again afterwards."""
+    for one, all within ``seconds``. The worker may split the word again and replace its
+    characters (``services.word_resegment``: the old rows are notified as they go), so the
+    characters are read again until every one has been waited for. The caller reads the word
+    again afterwards."""
     if seconds <= 0 or app.conf.task_always_eager:
         return
     deadline = time.monotonic() + seconds
-    for character_id in word.characters.values_list("id", flat=True):
-        left = deadline - time.monotonic()
-        if left <= 0 or services.submission_wait_done(submission_id=character_id, timeout=left) is None:
-            break
+    done = set()
+    while True:
+        waiting = [i for i in word.characters.values_list("id", flat=True) if i not in done]
+        if not waiting:
+            return
+        for character_id in waiting:
+            left = deadline - time.monotonic()
+            if left <= 0 or not services.submission_wait_done(submission_id=character_id, timeout=left):
+                return  # timed out, or nothing to wait on: the caller answers with what is stored
+            done.add(character_id)

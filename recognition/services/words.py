@@ -133,6 +133,8 @@ def word_resegment(*, word: Word) -> bool:
         Submission.objects.bulk_create(_character_rows(word, pieces, inputs, word.strokes, found.stroke_scale))
         Word.objects.filter(id=word.id).update(boxes=boxes)
     word.boxes = boxes
+    # A request waiting on the old rows (recognition.api.waiting) wakes, finds the new ones and waits on them.
+    submission_notify_done(submission_ids=[str(i) for i in ids])
     logger.info("word %s split again by recognition: %d -> %d characters", word.id, len(ids), len(boxes))
     return True
 

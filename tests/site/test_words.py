@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -341,3 +342,24 @@ def test_with_a_model_of_another_embedding_the_request_split_stands(active_model
     image, strokes = m_in_three_strokes()
     word = services.word_create(image=image, content_type="image/png", strokes=strokes)
     assert services.word_resegment(word=word) is False and word.characters.count() == 3
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_request_waiting_on_a_word_the_worker_splits_again_answers_with_the_new_characters(
+    anon, shipped_model, start_worker, settings
+):
+    worker = start_worker()
+    # Warm the worker (its first task loads the model) without waiting in the request.
+    url = anon.post(WORDS, b64(word_drawing(2)[0]), format="json").json()["url"]
+    wait_for(lambda: anon.get(url).json()["status"] != "pending", 120, worker, "the first word")
+    settings.SUBMISSION_WAIT_SECONDS = 60
+    image, strokes = m_in_three_strokes()
+    started = time.monotonic()
+    response = anon.post(WORDS, b64(image, strokes=strokes), format="json")
+    waited = time.monotonic() - started
+    body = response.json()
+    assert response.status_code == 201 and body["status"] == "predicted", body
+    assert body["boxes"] == [[46, 57, 156, 151]] and len(body["characters"]) == 1
+    # Woken when the three first rows were replaced, then by the new one: not held to the limit.
+    assert waited < 30, waited
