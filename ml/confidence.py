@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.evaluate import softmax
+
 CALIBRATION_SUFFIX = ".calibration.json"
 CENTROIDS_SUFFIX = ".centroids.npy"
 FORMAT = "per-input-temperature/1"
@@ -72,10 +74,7 @@ class InputCalibration:
         """
         p = np.asarray(probs, dtype=np.float64)
         log_p = np.log(np.maximum(p, P_FLOOR))
-        z = log_p * np.exp(-self._log_temperatures(p, log_p, embeddings))[:, None]
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(log_p * np.exp(-self._log_temperatures(p, log_p, embeddings))[:, None])
 
     def _log_temperatures(self, p: np.ndarray, log_p: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         """``features(...) @ weights``, clipped to LOG_T_RANGE, without building the design matrix."""
@@ -110,10 +109,7 @@ def features(probs: np.ndarray, embeddings: np.ndarray, centroids: np.ndarray) -
 def temper(probs: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
     """float64 (N, C): ``softmax(log p / T)`` per row, ``T`` > 0 (N,). Strictly increasing in
     each row's probabilities: the order of a row's classes is kept (ties stay ties)."""
-    z = np.log(np.maximum(np.asarray(probs, dtype=np.float64), P_FLOOR)) / np.asarray(temperatures)[:, None]
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(np.log(np.maximum(np.asarray(probs, dtype=np.float64), P_FLOOR)) / np.asarray(temperatures)[:, None])
 
 
 def class_centroids(embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

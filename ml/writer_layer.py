@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.evaluate import softmax
 from ml.prototypes import PrototypeRule
 
 ANCHOR_FILE = Path(__file__).resolve().parent / "artifacts" / "writer_anchors.npz"
@@ -125,9 +126,8 @@ def basis_for(predictor, path: Path = ANCHOR_FILE) -> Basis:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits - logits.max(axis=1, keepdims=True)
-    np.exp(logits, out=logits)
-    return logits / logits.sum(axis=1, keepdims=True)
+    """``ml.evaluate.softmax`` in the logits' own dtype (float32 here: the fit's and the worker's)."""
+    return softmax(logits, dtype=logits.dtype)
 
 
 def _features(embeddings: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
