@@ -27,6 +27,7 @@ Public:
         (N, D) embeddings), as ``ml.inference.Predictor.read`` gives them.
     may_resplit(boxes) -> bool: False when ``candidates`` of such pieces would be None
     candidates(pieces) -> Candidates | None; choose(found, log_best, weights, log_whole) -> list[Piece]
+        (``choose_runs``: the same path as indices of the runs)
         (the two halves of ``resegment``: a fit reads the candidates once, chooses many times)
     run_features(found, probabilities, embeddings); fit_verifier(features, labels) -> Verifier
     load_cuts(path) -> (CutWeights, Verifier); save_cuts(path, weights, verifier)
@@ -216,6 +217,13 @@ def choose(
 ) -> list[Piece]:
     """The best path of runs, given each run's log max CNN probability and, with a verifier,
     its log P(one character)."""
+    return [found.pieces[k] for k in choose_runs(found, log_best, weights, log_whole)]
+
+
+def choose_runs(
+    found: Candidates, log_best: np.ndarray, weights: CutWeights = CUT_WEIGHTS, log_whole: np.ndarray | None = None
+) -> list[int]:
+    """``choose``'s path as indices into ``found.runs`` (and ``found.pieces``), left to right."""
     if log_whole is None:
         log_whole = np.zeros(len(found.runs))
     atoms, runs = found.atoms, found.runs
@@ -242,7 +250,7 @@ def choose(
     chosen, end = [], len(atoms)
     while end > 0:
         k = back[end]
-        chosen.append(found.pieces[k])
+        chosen.append(k)
         end = runs[k][0]
     return chosen[::-1]
 

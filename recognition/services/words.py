@@ -113,11 +113,13 @@ def word_resegment(*, word: Word) -> bool:
     predictor = predictor_get(model_version=model_version)
     if predictor.embedding_size + word_cuts.SHAPE_FEATURES != verifier.mean.shape[0]:
         return False
-    probabilities, embeddings = predictor.read(segment.pieces_to_emnist(candidates.pieces))
+    run_inputs = segment.pieces_to_emnist(candidates.pieces)
+    probabilities, embeddings = predictor.read(run_inputs)
     features = word_cuts.run_features(candidates, probabilities, embeddings)
-    pieces = word_cuts.choose(
+    chosen = word_cuts.choose_runs(
         candidates, word_cuts.log_confidence(probabilities), weights, verifier.log_whole(features)
     )
+    pieces = [candidates.pieces[k] for k in chosen]
     boxes = [list(piece.box) for piece in pieces]
     if boxes == word.boxes:
         return False
@@ -129,8 +131,9 @@ def word_resegment(*, word: Word) -> bool:
         if len(ids) != len(word.boxes) or Correction.objects.filter(submission_id__in=ids).exists():
             return False
         Submission.objects.filter(id__in=ids).delete()
-        inputs = segment.pieces_to_emnist(pieces)
-        Submission.objects.bulk_create(_character_rows(word, pieces, inputs, word.strokes, found.stroke_scale))
+        # The chosen runs' inputs were made for reading them: the same 28x28 arrays.
+        rows = _character_rows(word, pieces, run_inputs[chosen], word.strokes, found.stroke_scale)
+        Submission.objects.bulk_create(rows)
         Word.objects.filter(id=word.id).update(boxes=boxes)
     word.boxes = boxes
     # A request waiting on the old rows (recognition.api.waiting) wakes, finds the new ones and waits on them.
