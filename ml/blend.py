@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         model.save(args.out_dir / f"{args.name}.keras")
         write_report(report, args.out_dir / f"{args.name}.report.json")
         title = f"{args.name}: validation"
-        save_confusion_png(report["validation"]["confusion_matrix"], args.out_dir / f"{args.name}.confusion.png", title=title)
+        save_confusion_png(
+            report["validation"]["confusion_matrix"], args.out_dir / f"{args.name}.confusion.png", title=title
+        )
         print(f"wrote {args.out_dir / args.name}.keras", flush=True)
     return 0
 

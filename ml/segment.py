@@ -15,13 +15,16 @@ ink is taken from the image itself (masked to its own strokes or components), so
 crop is what was drawn. Each crop then goes through ``ml.preprocess.ink_to_emnist``
 exactly as a single character does.
 
-Touching characters (joined-up handwriting) are not split: they come out as one piece.
+Touching characters (joined-up handwriting) are not split here: they come out as one piece.
+``resplit`` is the second split the worker makes once a CNN is at hand (``ml.word_cuts``:
+cuts and joins chosen by how the runs read); the web request never calls it.
 
 Public functions:
     segment_image_bytes(data, strokes=None) -> Segmentation
     segment_ink(ink, strokes=None) -> Segmentation
     pieces_to_emnist(pieces) -> uint8 (N, 28, 28), EMNIST orientation
     ink_png(ink) -> bytes, an RGBA PNG of one piece (black ink, transparent background)
+    resplit(data, strokes, boxes, read, weights, verifier) -> Resplit | None
     label_components(mask) -> (int32 labels, count), 8-connected
 
 This module is the entry point; the work is done in ``ml.strokes`` (elements from strokes),
@@ -33,6 +36,7 @@ Only NumPy and Pillow: cheap to import in a web process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +46,7 @@ from ml.errors import BlankImageError, InvalidImageError, TooManyCharactersError
 from ml.pieces import Piece
 from ml.preprocess import INK_THRESHOLD, image_to_ink, ink_to_emnist, ink_to_png, open_image
 from ml.strokes import pieces_from_strokes
+from ml.word_cuts import CutWeights, Verifier, candidates, choose_runs, log_confidence, may_resplit, run_features
 
 # Piece and label_components are part of this module's interface; they live beside the
 # code that makes them.
@@ -52,6 +57,7 @@ __all__ = [
     "ink_png",
     "label_components",
     "pieces_to_emnist",
+    "resplit",
     "segment_image_bytes",
     "segment_ink",
 ]
@@ -123,3 +129,45 @@ def ink_png(ink: np.ndarray) -> bytes:
     ``ink`` is a piece's ink map (uint8 0..255 or float 0..1); see ``ml.preprocess.ink_to_png``.
     """
     return ink_to_png(ink)
+
+
+@dataclass(frozen=True)
+class Resplit:
+    """A word split again by recognition: its new pieces, their 28x28 inputs (the arrays the
+    runs were read from) and the strokes' scale, as ``segment_image_bytes`` gave it."""
+
+    pieces: list[Piece]
+    inputs: np.ndarray
+    stroke_scale: float
+
+
+def resplit(data: bytes, strokes, boxes, read: Callable, weights: CutWeights, verifier: Verifier) -> Resplit | None:
+    """The drawing split again where touching characters can be cut or a letter's strokes
+    joined, choosing the runs the CNN and the verifier read best (``ml.word_cuts``).
+
+    Args:
+        data, strokes: the word's drawing, as first segmented.
+        boxes: the boxes of the pieces the first split gave; when they show nothing to cut
+            or join (``may_resplit``) nothing is segmented again.
+        read: uint8 (N, 28, 28) -> (probabilities (N, 62), embeddings (N, D)), as
+            ``ml.inference.Predictor.read``; called once, on every candidate run.
+
+    Returns:
+        None when the runs chosen are the first split's pieces, whole.
+    """
+    if not may_resplit(boxes):
+        return None
+    found = segment_image_bytes(data, strokes)
+    runs = candidates(found.pieces)
+    if runs is None:
+        return None
+    run_inputs = pieces_to_emnist(runs.pieces)
+    probabilities, embeddings = read(run_inputs)
+    log_whole = verifier.log_whole(run_features(runs, probabilities, embeddings))
+    chosen = choose_runs(runs, log_confidence(probabilities), weights, log_whole)
+    # The path covers every atom in order, so as many runs as pieces, each within one piece,
+    # is the first split again (a run's box may differ from its piece's by a trimmed row).
+    owners = [{atom.piece for atom in runs.atoms[start:end]} for start, end in (runs.runs[k] for k in chosen)]
+    if len(chosen) == len(found.pieces) and all(len(owner) == 1 for owner in owners):
+        return None
+    return Resplit(pieces=[runs.pieces[k] for k in chosen], inputs=run_inputs[chosen], stroke_scale=found.stroke_scale)

@@ -104,25 +104,17 @@ def word_resegment(*, word: Word) -> bool:
     """
     if not word_cuts.may_resplit(word.boxes):
         return False  # spaced characters of ordinary width: nothing to decide, no need to segment again
-    found = segment.segment_image_bytes(bytes(word.image), word.strokes)  # as word_create split it
-    candidates = word_cuts.candidates(found.pieces)
     model_version = model_version_get_serving()
-    if candidates is None or model_version is None:
+    if model_version is None:
         return False
     weights, verifier = _cuts()
     predictor = predictor_get(model_version=model_version)
     if predictor.embedding_size + word_cuts.SHAPE_FEATURES != verifier.mean.shape[0]:
         return False
-    run_inputs = segment.pieces_to_emnist(candidates.pieces)
-    probabilities, embeddings = predictor.read(run_inputs)
-    features = word_cuts.run_features(candidates, probabilities, embeddings)
-    chosen = word_cuts.choose_runs(
-        candidates, word_cuts.log_confidence(probabilities), weights, verifier.log_whole(features)
-    )
-    pieces = [candidates.pieces[k] for k in chosen]
-    boxes = [list(piece.box) for piece in pieces]
-    if boxes == word.boxes:
+    found = segment.resplit(bytes(word.image), word.strokes, word.boxes, predictor.read, weights, verifier)
+    if found is None:
         return False
+    boxes = [list(piece.box) for piece in found.pieces]
     with transaction.atomic():
         pending = Submission.objects.select_for_update(skip_locked=True).filter(
             word=word, status=Submission.Status.PENDING
@@ -132,7 +124,7 @@ def word_resegment(*, word: Word) -> bool:
             return False
         Submission.objects.filter(id__in=ids).delete()
         # The chosen runs' inputs were made for reading them: the same 28x28 arrays.
-        rows = _character_rows(word, pieces, run_inputs[chosen], word.strokes, found.stroke_scale)
+        rows = _character_rows(word, found.pieces, found.inputs, word.strokes, found.stroke_scale)
         Submission.objects.bulk_create(rows)
         Word.objects.filter(id=word.id).update(boxes=boxes)
     word.boxes = boxes

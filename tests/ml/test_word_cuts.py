@@ -4,6 +4,8 @@ strokes, and the verifier (fitting, saving, the shipped file)."""
 import numpy as np
 
 from ml.pieces import Piece
+from ml.preprocess import ink_to_png
+from ml.segment import resplit, segment_image_bytes
 from ml.word_cuts import (
     CUTS_PATH,
     SHAPE_FEATURES,
@@ -133,3 +135,51 @@ def test_boxes_alone_tell_when_there_is_nothing_to_resplit():
     for pieces in ([stem, arch], [stem, far], [pair], [stem], [far, Piece(box=(70, 0, 94, 40), ink=far.ink)]):
         assert may_resplit([p.box for p in pieces]) == (candidates(pieces) is not None)
     assert may_resplit([]) is False
+
+
+def test_resplit_segments_again_only_when_the_boxes_call_for_it_and_reads_its_runs_once():
+    """ml.segment.resplit, the worker's second split, on a PNG: spaced rings are left as they
+    are without a read; a joined pair is cut where the verifier prefers two characters."""
+    calls = []
+
+    def read(inputs):
+        calls.append(len(inputs))
+        # A CNN sure of everything; each input's inked columns as its "embedding".
+        inked = (np.asarray(inputs) > 0).any(axis=1).sum(axis=1).astype(np.float32)
+        return np.tile(np.eye(62, dtype=np.float32)[:1], (len(inputs), 1)), np.stack([inked, np.ones_like(inked)], 1)
+
+    class OneCharacterWhenNarrow:
+        """Stands in for a fitted verifier: a run is one character when it is at most 1.2 times as wide as tall."""
+
+        def log_whole(self, features):
+            return np.where(features[:, 2 + 2] <= 1.2, np.log(0.95), np.log(0.05))
+
+    weights = CutWeights(per_character=0.0, cut=0.0, join=0.0, cnn=0.0, verifier=1.0)
+
+    def rings(width):
+        ink = np.zeros((60, 200), np.float32)
+        for left in (10, 120):
+            ink[10:50, left : left + width] = 1.0
+            ink[16:44, left + 6 : left + width - 6] = 0.0
+        return ink_to_png(ink)
+
+    narrow = rings(24)  # as tall as 1.7 times their width: nothing to cut, too far apart to join
+    found = segment_image_bytes(narrow)
+    assert len(found.pieces) == 2
+    assert resplit(narrow, None, [p.box for p in found.pieces], read, weights, OneCharacterWhenNarrow()) is None
+    assert calls == []
+    round_ = rings(40)  # as wide as tall: worth a look, and each ring read whole is the best path
+    found = segment_image_bytes(round_)
+    assert resplit(round_, None, [p.box for p in found.pieces], read, weights, OneCharacterWhenNarrow()) is None
+    assert calls == [len(candidates(found.pieces).runs)]
+    calls.clear()
+
+    pair = np.zeros((60, 120), np.float32)
+    pair[10:50, 10:90] = joined_pair()
+    png = ink_to_png(pair)
+    whole = segment_image_bytes(png)
+    assert len(whole.pieces) == 1
+    again = resplit(png, None, [p.box for p in whole.pieces], read, weights, OneCharacterWhenNarrow())
+    assert calls and len(calls) == 1  # every candidate run in one read
+    assert again is not None and len(again.pieces) == 2 and again.inputs.shape == (2, 28, 28)
+    assert again.pieces[0].box[0] < again.pieces[1].box[0]
