@@ -23,7 +23,8 @@ def claim_pending_rows(own_ids: list[str], batch_size: int) -> list[Submission]:
     so two workers never claim the same row. Call it inside the transaction that stores them."""
     pk, status, position, created = (_column(n) for n in ("id", "status", "position", "created_at"))
     sql = (
-        f"SELECT {pk}, {_column('input28')}, {_column('owner')}, {_column('client_id')} FROM {connection.ops.quote_name(_TABLE)} "
+        f"SELECT {pk}, {_column('input28')}, {_column('owner')}, {_column('client_id')}, {_column('word')} "
+        f"FROM {connection.ops.quote_name(_TABLE)} "
         f"WHERE {status} = %s "
         f"ORDER BY ({pk} = ANY(%s::uuid[])) DESC, "
         f"CASE WHEN {pk} = ANY(%s::uuid[]) THEN {position} END, {created} "
@@ -33,8 +34,8 @@ def claim_pending_rows(own_ids: list[str], batch_size: int) -> list[Submission]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [Submission.Status.PENDING, own, own, max(batch_size, len(own))])
         return [
-            Submission(id=row_id, input28=input28, owner_id=owner_id, client_id=client_id)
-            for row_id, input28, owner_id, client_id in cursor.fetchall()
+            Submission(id=row_id, input28=input28, owner_id=owner_id, client_id=client_id, word_id=word_id)
+            for row_id, input28, owner_id, client_id, word_id in cursor.fetchall()
         ]
 
 

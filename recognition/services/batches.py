@@ -17,6 +17,7 @@ from recognition.services.model_recovery import submission_fail_model_unavailabl
 from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
 from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results, top_k_entries
+from recognition.services.word_readings import word_readings_store
 from recognition.services.writer_memory import embedding_bytes, writer_memory_apply
 
 # Batches up to this size go image by image through the single-image path.
@@ -36,7 +37,8 @@ def submission_claim_pending(own_ids: list[str], batch_size: int) -> list[Submis
     if connection.vendor == "postgresql":
         return batch_queries.claim_pending_rows(own_ids, batch_size)  # the same, one statement
     pending = Submission.objects.select_for_update(skip_locked=True).filter(status=Submission.Status.PENDING)
-    fields = ("id", "input28", "owner", "client_id")  # the writer: whose memory reads it
+    # The writer (whose memory reads it) and the word (whose readings the batch stores).
+    fields = ("id", "input28", "owner", "client_id", "word")
     rows = list(pending.filter(id__in=own_ids).order_by("position", "created_at").only(*fields))
     if batch_size > len(rows):
         rows += list(pending.exclude(id__in=own_ids).order_by("created_at").only(*fields)[: batch_size - len(rows)])
@@ -126,6 +128,10 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
                 results[str(row.id)] = result_fields(row)
             # The own rows' attempts were counted before the claim.
             submissions_store_predictions([(row, str(row.id) not in own_ids) for row in good])
+            # In the same transaction: nobody sees a word's characters all predicted and its
+            # readings missing, whichever task's batch predicted its last character.
+            for word_id in dict.fromkeys(row.word_id for row in good if row.word_id):
+                word_readings_store(word_id=str(word_id))
     if model_version.load_error:  # it loads now (the file was fixed): clear the old error
         model_version_record_load(model_version=model_version, error="")
     return {i: results[i] for i in ids if i in results}

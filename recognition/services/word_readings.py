@@ -1,4 +1,4 @@
-"""A word's best readings in context, stored once its characters are predicted.
+"""A word's best readings in context, stored by the worker's batch that predicts its last character.
 
 The characters' own top-k (what the worker stored on each Submission) and the word's boxes go
 through ``ml.word_context``: CNN x geometry x the language's letter trigrams and word list.
@@ -46,9 +46,7 @@ def word_readings_store(*, word_id: str) -> list[dict]:
 
 
 def word_readings_get(word: Word) -> list[dict]:
-    """The stored readings; or, for a word whose characters were all predicted by another
-    task's batch (claimed there first, so no task of this word stored them), the readings
-    decoded now from the (prefetched) characters, without writing."""
-    if word.readings:
-        return word.readings
-    return _decode(word.id, word.boxes, [(c.status, c.top_k) for c in word._characters()])
+    """The stored readings: [] until the batch that predicted the word's last character stored
+    them, in the same transaction (``recognition.services.batches``), or when they could not be
+    read. Never decoded here: the web process does not load the word list."""
+    return word.readings or []

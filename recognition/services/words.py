@@ -165,8 +165,8 @@ def word_predict(*, word_id: str) -> Word | None:
     pending rows (``predict_pending_batch``: claimed with SKIP LOCKED, stored in one transaction).
 
     Idempotent like ``submission_predict``: a redelivered task finds the characters done.
-    Once every character is predicted, the word's readings in context are stored
-    (``word_readings_store``).
+    The batch that predicts a word's last character stores the word's readings in context in
+    the same transaction (``word_readings_store``).
     """
     word = Word.objects.filter(id=word_id).first()
     if word is None:
@@ -180,8 +180,7 @@ def word_predict(*, word_id: str) -> Word | None:
     if word_resegment(word=word):
         own_ids = _pending_character_ids(word_id)
     Submission.objects.filter(id__in=own_ids, status=Submission.Status.PENDING).update(attempts=F("attempts") + 1)
+    # The batch stores the word's readings with its characters' answers, before the notification.
     results = predict_pending_batch(own_ids=own_ids)
-    # Before the notification: a client woken by it reads the word with its readings.
-    word_readings_store(word_id=word_id)
     submission_notify_done(results=results)
     return word
