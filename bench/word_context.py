@@ -238,7 +238,9 @@ def score(context: Context | None, words) -> dict:
 
 
 def objective(result: dict) -> float:
-    return result["dictionary"]["word_accuracy"] + result["non-word"]["word_accuracy"]
+    """What the fit maximises: whole-word accuracy on dictionary words and on non-words, plus
+    character accuracy (the issue's three word targets; until 2026-12-02 the words alone)."""
+    return result["dictionary"]["word_accuracy"] + result["non-word"]["word_accuracy"] + result["char_accuracy"]
 
 
 def fit(words, lexicon) -> tuple[GeometryModel, Weights]:
@@ -268,7 +270,7 @@ def fit(words, lexicon) -> tuple[GeometryModel, Weights]:
                 got = objective(score(Context(lexicon, geometry, trial), words))
                 if got > best:
                     best, weights = got, trial
-        print(f"fitted weights {weights} (dictionary + non-word word accuracy {best:.3f})", flush=True)
+        print(f"fitted weights {weights} (dictionary + non-word word accuracy + characters {best:.3f})", flush=True)
     return geometry, weights
 
 
@@ -311,7 +313,7 @@ def main() -> int:
             "sizes": args.sizes,
             "data": "fitting part: even EMNIST validation rows, wordfreq list words at even positions, "
             "held-out fonts at even positions",
-            "objective": "dictionary + non-word whole-word accuracy, coordinate search over the weights",
+            "objective": "dictionary + non-word whole-word accuracy + character accuracy, coordinate search over the weights",
         }
         CONTEXT_PATH.write_text(json.dumps(context_dict(geometry, weights, how), indent=1) + "\n")
         load_context.cache_clear()
