@@ -46,7 +46,7 @@ from ml.errors import BlankImageError, InvalidImageError, TooManyCharactersError
 from ml.pieces import Piece
 from ml.preprocess import INK_THRESHOLD, image_to_ink, ink_to_emnist, ink_to_png, open_image
 from ml.strokes import pieces_from_strokes
-from ml.word_cuts import CutWeights, Verifier, candidates, choose_runs, log_confidence, may_resplit, run_features
+from ml.word_cuts import CutWeights, Verifier, best_runs, candidates, keeps_pieces, may_resplit
 
 # Piece and label_components are part of this module's interface; they live beside the
 # code that makes them.
@@ -162,12 +162,7 @@ def resplit(data: bytes, strokes, boxes, read: Callable, weights: CutWeights, ve
     if runs is None:
         return None
     run_inputs = pieces_to_emnist(runs.pieces)
-    probabilities, embeddings = read(run_inputs)
-    log_whole = verifier.log_whole(run_features(runs, probabilities, embeddings))
-    chosen = choose_runs(runs, log_confidence(probabilities), weights, log_whole)
-    # The path covers every atom in order, so as many runs as pieces, each within one piece,
-    # is the first split again (a run's box may differ from its piece's by a trimmed row).
-    owners = [{atom.piece for atom in runs.atoms[start:end]} for start, end in (runs.runs[k] for k in chosen)]
-    if len(chosen) == len(found.pieces) and all(len(owner) == 1 for owner in owners):
+    chosen = best_runs(runs, *read(run_inputs), weights, verifier)
+    if keeps_pieces(runs, chosen, len(found.pieces)):
         return None
     return Resplit(pieces=[runs.pieces[k] for k in chosen], inputs=run_inputs[chosen], stroke_scale=found.stroke_scale)

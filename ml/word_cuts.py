@@ -27,7 +27,8 @@ Public:
         (N, D) embeddings), as ``ml.inference.Predictor.read`` gives them.
     may_resplit(boxes) -> bool: False when ``candidates`` of such pieces would be None
     candidates(pieces) -> Candidates | None; choose(found, log_best, weights, log_whole) -> list[Piece]
-        (``choose_runs``: the same path as indices of the runs)
+        (``choose_runs``: the same path as indices of the runs; ``best_runs`` from the CNN's
+        reading and the verifier; ``keeps_pieces``: whether a path is ml.segment's split)
         (the two halves of ``resegment``: a fit reads the candidates once, chooses many times)
     run_features(found, probabilities, embeddings); fit_verifier(features, labels) -> Verifier
     load_cuts(path) -> (CutWeights, Verifier); save_cuts(path, weights, verifier)
@@ -236,10 +237,7 @@ def choose_runs(
     for end in range(1, len(atoms) + 1):
         for k in by_end.get(end, []):
             start = runs[k][0]
-            inside = atoms[start:end]
-            joins = sum(a.piece != b.piece for a, b in zip(inside, inside[1:]))
-            # A boundary between atoms of one piece that is not joined back is a cut.
-            cut = start > 0 and atoms[start - 1].piece == atoms[start].piece
+            joins, cut = _joins(atoms[start:end]), _cut_at(atoms, start)
             piece = found.pieces[k]
             excess = max(0.0, (piece.box[2] - piece.box[0]) / found.height - NARROW)
             score = best[start] + weights.cnn * log_best[k] + weights.verifier * log_whole[k]
@@ -255,6 +253,38 @@ def choose_runs(
     return chosen[::-1]
 
 
+def _joins(inside: list[_Atom]) -> int:
+    """Gaps between ml.segment's pieces that a run of these atoms joins."""
+    return sum(a.piece != b.piece for a, b in zip(inside, inside[1:]))
+
+
+def _cut_at(atoms: list[_Atom], boundary: int) -> bool:
+    """Whether a run starting or ending at ``boundary`` cuts one of ml.segment's pieces (the
+    atoms either side belong to it and are not joined back)."""
+    return 0 < boundary < len(atoms) and atoms[boundary - 1].piece == atoms[boundary].piece
+
+
+def best_runs(
+    found: Candidates,
+    probabilities: np.ndarray,
+    embeddings: np.ndarray,
+    weights: CutWeights = CUT_WEIGHTS,
+    verifier: Verifier | None = None,
+) -> list[int]:
+    """The path of runs (indices into ``found.runs``) given the CNN's reading of every run, and
+    with a verifier its log P(one character)."""
+    log_whole = verifier.log_whole(run_features(found, probabilities, embeddings)) if verifier else None
+    return choose_runs(found, log_confidence(probabilities), weights, log_whole)
+
+
+def keeps_pieces(found: Candidates, chosen: list[int], pieces: int) -> bool:
+    """Whether the path ``chosen`` is ml.segment's ``pieces`` pieces, each whole: the path covers
+    every atom in order, so as many runs as pieces, each within one piece, is the first split
+    (a run's box may still differ from its piece's by a trimmed row)."""
+    runs = [found.runs[k] for k in chosen]
+    return len(runs) == pieces and all(len({a.piece for a in found.atoms[start:end]}) == 1 for start, end in runs)
+
+
 def log_confidence(probabilities: np.ndarray) -> np.ndarray:
     """log of each row's top probability (floored): how sure the CNN is of a run."""
     return np.log(np.maximum(np.asarray(probabilities).max(axis=1), 1e-9))
@@ -265,11 +295,7 @@ def run_features(found: Candidates, probabilities: np.ndarray, embeddings: np.nd
     atoms, height = found.atoms, found.height
     shape = []
     for (start, end), piece, log_best in zip(found.runs, found.pieces, log_confidence(probabilities)):
-        inside = atoms[start:end]
-        joins = sum(a.piece != b.piece for a, b in zip(inside, inside[1:]))
-        cuts = (start > 0 and atoms[start - 1].piece == atoms[start].piece) + (
-            end < len(atoms) and atoms[end].piece == atoms[end - 1].piece
-        )
+        joins, cuts = _joins(atoms[start:end]), _cut_at(atoms, start) + _cut_at(atoms, end)
         width, tall = (piece.box[2] - piece.box[0]) / height, (piece.box[3] - piece.box[1]) / height
         shape.append([width, tall, width / max(tall, 1e-3), end - start, joins, cuts, log_best])
     return np.concatenate([np.asarray(embeddings, np.float32), np.asarray(shape, np.float32)], axis=1)
@@ -363,5 +389,4 @@ def resegment(
     if found is None:
         return pieces
     probabilities, embeddings = read([p.ink for p in found.pieces])
-    log_whole = verifier.log_whole(run_features(found, probabilities, embeddings)) if verifier else None
-    return choose(found, log_confidence(probabilities), weights, log_whole)
+    return [found.pieces[k] for k in best_runs(found, probabilities, embeddings, weights, verifier)]

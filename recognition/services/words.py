@@ -174,7 +174,9 @@ def word_predict(*, word_id: str) -> Word | None:
         return None
     own_ids = _pending_character_ids(word_id)
     if not own_ids:
-        if not word.readings:  # redelivered after the characters were stored, before the readings
+        # The batch stored the readings with the last character; none here means they could not be
+        # read then (a bad word list, say), or the characters were stored before it did so: try again.
+        if not word.readings:
             word_readings_store(word_id=word_id)
         return word
     if word_resegment(word=word):
