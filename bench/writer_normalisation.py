@@ -34,35 +34,27 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from personal_adaptation import FIT_STYLES, REPORT_STYLES  # noqa: E402
-from retraining import style_set  # noqa: E402
+from retraining import style_set, styled  # noqa: E402
 
-from ml.data import load_validation, to_upright  # noqa: E402
+from ml.data import load_validation  # noqa: E402
 from ml.font_families import installed_fonts  # noqa: E402
 from ml.inference import load_predictor  # noqa: E402
-from ml.preprocess import ink_to_emnist  # noqa: E402
 
 # (degrees turned, width factor) applied to a writer's drawings before reading them.
 GRID = list(itertools.product((-40, -30, -20, -10, 0, 10, 20, 30, 40), (0.6, 0.8, 1.0, 1.25, 1.6)))
 
 
-def unstyle(image: np.ndarray, rotate: float, wide: float, upscale: int = 4) -> np.ndarray:
+def unstyle(image: np.ndarray, rotate: float, wide: float) -> np.ndarray:
     """A uint8 (28, 28) EMNIST-orientation input turned ``rotate`` degrees, then ``wide`` times
-    as wide, then through the site's preprocessing again (the inverse order of ``styled``)."""
+    as wide, then through the site's preprocessing again (``styled`` in the inverse order)."""
     if rotate == 0 and wide == 1.0:
         return image
-    size = 28 * upscale
-    big = Image.fromarray(to_upright(image)).resize((size, size), Image.Resampling.BICUBIC)
-    canvas = Image.new("L", (size * 3, size * 3), 0)
-    canvas.paste(big, (size, size))
-    canvas = canvas.rotate(rotate, Image.Resampling.BICUBIC)
-    canvas = canvas.resize((max(1, int(canvas.width * wide)), canvas.height), Image.Resampling.BICUBIC)
-    return ink_to_emnist(np.asarray(canvas, dtype=np.float32))
+    return styled(image, rotate, wide, turn_first=True)
 
 
 def unstyle_set(images: np.ndarray, rotate: float, wide: float) -> np.ndarray:
