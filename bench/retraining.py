@@ -34,11 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def styled(image: np.ndarray, rotate: float, wide: float, upscale: int = 4, turn_first: bool = False) -> np.ndarray:
+def styled(image: np.ndarray, rotate: float, wide: float, upscale: int = 4) -> np.ndarray:
     """One uint8 (28, 28) EMNIST-orientation image as the simulated writer draws it: letters
     ``wide`` times as wide, turned ``rotate`` degrees (negative: clockwise, leaning right), then
-    through the site's preprocessing. Returns uint8 (28, 28), EMNIST orientation. ``turn_first``
-    turns before widening: the inverse order (bench/writer_normalisation.py undoes a style so)."""
+    through the site's preprocessing. Returns uint8 (28, 28), EMNIST orientation."""
     from ml.data import to_upright
     from ml.preprocess import ink_to_emnist
 
@@ -46,11 +45,8 @@ def styled(image: np.ndarray, rotate: float, wide: float, upscale: int = 4, turn
     big = Image.fromarray(to_upright(image)).resize((size, size), Image.Resampling.BICUBIC)
     canvas = Image.new("L", (size * 3, size * 3), 0)  # room to turn without clipping
     canvas.paste(big, (size, size))
-    if turn_first:
-        canvas = canvas.rotate(rotate, Image.Resampling.BICUBIC)
     canvas = canvas.resize((int(canvas.width * wide), canvas.height), Image.Resampling.BICUBIC)
-    if not turn_first:
-        canvas = canvas.rotate(rotate, Image.Resampling.BICUBIC)
+    canvas = canvas.rotate(rotate, Image.Resampling.BICUBIC)
     return ink_to_emnist(np.asarray(canvas, dtype=np.float32))
 
 

@@ -196,7 +196,7 @@ def read_part(args, part: int, predictor, lexicon, images, labels, fonts):
                 pieces, inputs = again.pieces, again.inputs
                 crops = [ink_png(p.ink) for p in pieces]
         segmented = time.perf_counter()
-        # As the worker does (recognition/services/batches.py, SINGLE_PATH_MAX = 3): up to three
+        # As the worker does (recognition/services/writer_memory.py, SINGLE_PATH_MAX = 3): up to three
         # images one by one through the single-image path, more in one batch.
         tops = [predictor.predict(i, k=5) for i in inputs] if len(inputs) <= 3 else predictor.predict_batch(inputs, k=5)
         seconds = (web - started, segmented - web, time.perf_counter() - segmented)

@@ -11,11 +11,16 @@ loaded (its last layer and anchor drawings make the fits' basis):
 * one drawing of a writer with ``--entries`` entries (the site's request path);
 * a batch of 32 characters from 4 writers with ``--entries`` each (a word or a busy worker);
 * the same with an empty memory (the query still runs: what everyone else pays);
+* one drawing, and a batch of 32, of a writer with ``--entries`` entries *and a hand*
+  (``ml.writer_hand``): their drawings are read a second time, turned (their entries' stored
+  inputs are EMNIST validation drawings in bench/personal_adaptation.py's lean-right-steep
+  style, so the worker chooses a hand for them);
 * once per memory change, not per drawing: fitting a writer's correction (``--entries``
-  entries), and once per process the basis (the model reads the anchor drawings).
+  entries), choosing a writer's hand (from their newest 124 corrected drawings and 60 kept
+  ones), and once per process the basis (the model reads the anchor drawings).
 
 Embeddings are random unit vectors of the shipped model's width (256); the cost does not
-depend on their values. Targets: <= 1 ms per prediction, <= 0.5 ms per character in a batch.
+depend on their values (a hand's embeddings are the model's own). Targets: <= 1 ms per prediction, <= 0.5 ms per character in a batch.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, help="default: a throwaway SQLite file")
     parser.add_argument("--model", default="ml/artifacts/emnist_cnn.keras")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--data-dir", default=os.getenv("EMNIST_DATA_DIR", str(ROOT.parent / "shared" / "data" / "emnist"))
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
@@ -74,25 +82,31 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     from bench.personal_adaptation import machine
-    from ml.data import CLASSES
+    from bench.retraining import style_set
+    from ml.data import CLASSES, load_validation
     from ml.inference import load_predictor, normalise
+    from ml.writer_hand import DEFAULT_HAND_RULE, choose_hand
     from ml.writer_layer import basis_for, fit_correction
     from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
-    from recognition.services.writer_memory import embedding_bytes, writer_memory_apply
+    from recognition.services.writer_memory import embedding_bytes, writer_hand_for, writer_memory_apply
 
     predictor = load_predictor(ROOT / args.model)
     call_command("migrate", interactive=False, verbosity=0)
     rng = np.random.default_rng(0)
     version = ModelVersion.objects.create(name=f"bench-{time.time_ns()}", file_path="unused")
-    users = [get_user_model().objects.create_user(username=f"bench-{time.time_ns()}-{i}") for i in range(5)]
+    users = [get_user_model().objects.create_user(username=f"bench-{time.time_ns()}-{i}") for i in range(6)]
+    images, labels = load_validation(args.data_dir)
+    leaning = style_set(images[: args.entries + 32], -40.0, 1.2)  # lean-right-steep
+    blank = np.zeros((args.entries, 28, 28), np.uint8)  # no hand is chosen from blank inputs
 
-    def fill(user, n: int) -> None:
+    def fill(user, n: int, inputs=blank, classes=None) -> None:
+        classes = np.arange(n) % 62 if classes is None else classes
         subs = Submission.objects.bulk_create(
-            Submission(image=b"", content_type="image/png", input28=bytes(784), owner=user, model_version=version)
-            for _ in range(n)
+            Submission(image=b"", content_type="image/png", input28=x.tobytes(), owner=user, model_version=version)
+            for x in inputs[:n]
         )
         fixes = Correction.objects.bulk_create(
-            Correction(submission=s, label=CLASSES[i % 62]) for i, s in enumerate(subs)
+            Correction(submission=s, label=CLASSES[c]) for s, c in zip(subs, classes)
         )
         vectors = normalise(rng.random((n, WIDTH), dtype=np.float32))
         WriterMemoryEntry.objects.bulk_create(
@@ -104,17 +118,34 @@ def main(argv: list[str] | None = None) -> int:
 
     for user in users[:4]:
         fill(user, args.entries)
+    fill(users[5], args.entries, leaning, labels[: args.entries])
 
-    def batch(owners):
+    def batch(owners, inputs=blank):
         rows = [Submission(owner=u) for u in owners]
         probs = rng.dirichlet(np.ones(62), size=len(rows)).astype(np.float32)
         embeddings = normalise(rng.random((len(rows), WIDTH), dtype=np.float32))
-        return lambda: writer_memory_apply(rows, probs, embeddings, version, predictor)
+        drawn = inputs[: len(rows)]
+        return lambda: writer_memory_apply(rows, probs, embeddings, version, predictor, drawn)
 
     single = timed(batch([users[0]]), args.repeats)
     many = timed(batch([users[i % 4] for i in range(32)]), args.repeats)
     empty_single = timed(batch([users[4]]), args.repeats)
     empty_many = timed(batch([users[4]] * 32), args.repeats)
+    fresh = leaning[args.entries :]
+    hand_single = timed(batch([users[5]], fresh), args.repeats)
+    hand_many = timed(batch([users[5]] * 32, fresh), args.repeats)
+    hand = writer_hand_for(owner_id=users[5].id, client_id="", model_version=version)
+    taught = DEFAULT_HAND_RULE.corrections
+    choice = timed(
+        lambda: choose_hand(
+            lambda x: predictor.read(x)[0],
+            leaning[:taught],
+            labels[:taught],
+            leaning[taught : taught + DEFAULT_HAND_RULE.kept],
+            labels[taught : taught + DEFAULT_HAND_RULE.kept],
+        ),
+        3,
+    )
     basis = basis_for(predictor)
     memory = normalise(rng.random((args.entries, WIDTH), dtype=np.float32)).astype(np.float16)
     memory_labels = np.arange(args.entries) % 62
@@ -128,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         "batch_of_32_from_4_writers": {**many, "per_character_ms": round(many["median_ms"] / 32, 3)},
         "one_drawing_empty_memory": empty_single,
         "batch_of_32_empty_memory": {**empty_many, "per_character_ms": round(empty_many["median_ms"] / 32, 3)},
+        "hand_chosen": None if hand is None else [hand.rotate, hand.wide],
+        "one_drawing_with_a_hand": hand_single,
+        "batch_of_32_with_a_hand": {**hand_many, "per_character_ms": round(hand_many["median_ms"] / 32, 3)},
+        "hand_choice_once_per_memory_change": choice,
         "fit_once_per_memory_change": fit,
         "basis_once_per_process": basis_ms,
     }

@@ -18,10 +18,7 @@ from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
 from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results, top_k_entries
 from recognition.services.word_readings import word_readings_store
-from recognition.services.writer_memory import embedding_bytes, writer_memory_apply
-
-# Batches up to this size go image by image through the single-image path.
-SINGLE_PATH_MAX = 3
+from recognition.services.writer_memory import SINGLE_PATH_MAX, embedding_bytes, writer_memory_apply
 
 # What the worker writes on each predicted row: the result, and the drawing's embedding (which a
 # correction copies into its writer's memory).
@@ -112,8 +109,9 @@ def predict_pending_batch(*, own_ids: list[str]) -> dict[str, dict]:
             k = settings.PREDICTION_TOP_K
             # Up to SINGLE_PATH_MAX images go one by one through the single-image path (a Lite
             # interpreter, ~0.5 ms), which beats the batch path's fixed ~2 ms of dispatch for a few.
-            probs, embeddings = predictor.read(np.stack(images), single_max=SINGLE_PATH_MAX)
-            probs, adapted = writer_memory_apply(good, probs, embeddings, model_version, predictor)
+            batch = np.stack(images)
+            probs, embeddings = predictor.read(batch, single_max=SINGLE_PATH_MAX)
+            probs, adapted = writer_memory_apply(good, probs, embeddings, model_version, predictor, batch)
             # Shown calibrated; ranked, and kept for the word context, raw (results.top_k_entries).
             tops = top_k_entries(predictor.shown_top_k(probs, embeddings, k))
             latency_ms = (time.perf_counter() - started) * 1000 / len(good)

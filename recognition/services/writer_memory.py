@@ -2,8 +2,11 @@
 
 A correction copies the drawing's embedding (stored on the submission with its prediction)
 into its writer's memory; the worker reads every writer of a batch's memory in one query,
-fits each changed memory into a correction of the model's last layer (``ml.writer_layer``,
-once per change) and reads each drawing with its writer's correction. The writer is whoever owns the
+chooses each changed memory's *hand* (``ml.writer_hand``: the turn and width that undo how
+the writer writes, from the stored inputs of their corrected drawings and of drawings they
+kept; the identity unless it reads most of their corrections right), fits it into a
+correction of the model's last layer (``ml.writer_layer``), both once per change, and reads
+each drawing through its writer's hand and with their correction. The writer is whoever owns the
 submission, decided as ownership of submissions is: the user, else the anonymous client id.
 
 The worker keeps each writer's decoded memory while it stays unchanged (``_decoded``): one
@@ -22,9 +25,14 @@ from django.db.models import Q
 
 from ml.data import class_index
 from ml.prototypes import adapt, memory_arrays
+from ml.writer_hand import DEFAULT_HAND_RULE, IDENTITY, Hand, choose_hand, read_with_hand, unturn
 from ml.writer_layer import DEFAULT_LAYER_RULE, SAME_DRAWING, apply_correction, basis_for, fit_correction
+from recognition.images import input28_array
 from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
 
+# Batches up to this size go image by image through the single-image path (the worker's first
+# read, and a hand's second one).
+SINGLE_PATH_MAX = 3
 EMBEDDING_DTYPE = np.float16  # 2 bytes a dimension: 512 bytes for the shipped model's 256
 
 
@@ -210,13 +218,81 @@ def _correction_of(key, version_id: int, vectors: np.ndarray, labels: np.ndarray
     return cached[2]
 
 
+# Chosen hands: {(writer key, version id): (the decoded vectors, predictor, (hand, the memory's
+# vectors read through it, their labels))}; identity says whether it is current, as for _fitted.
+_hands: OrderedDict = OrderedDict()
+
+
+def _stored_inputs(rows) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 (N, 28, 28) inputs, int64 (N,) class indices) of (label, input28) rows, in order;
+    rows whose input is not 28x28 (written by something else) are left out."""
+    images, labels = [], []
+    for label, data in rows:
+        try:
+            images.append(input28_array(data))
+        except ValueError:
+            continue
+        labels.append(class_index(label))
+    if not images:
+        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
+    return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def _hand_drawings(key, model_version: ModelVersion):
+    """What a writer's hand is chosen from: the inputs of their memory's drawings with the
+    labels they gave (oldest first), and of their newest predicted drawings that nobody
+    corrected, with what they were read as (oldest first)."""
+    mine = writer_filter(owner_id=key[0], client_id=key[1])
+    taught = WriterMemoryEntry.objects.filter(mine, model_version=model_version).order_by("-created_at", "-id")
+    taught = list(taught.values_list("label", "submission__input28")[: DEFAULT_HAND_RULE.corrections])
+    kept = Submission.objects.filter(mine, status=Submission.Status.PREDICTED, corrections__isnull=True)
+    kept = kept.exclude(predicted_label="").order_by("-created_at", "-id")
+    kept = list(kept.values_list("predicted_label", "input28")[: DEFAULT_HAND_RULE.kept])
+    return (*_stored_inputs(taught[::-1]), *_stored_inputs(kept[::-1]))
+
+
+def _hand_of(key, model_version: ModelVersion, vectors: np.ndarray, labels: np.ndarray, predictor):
+    """(hand, vectors, labels) this writer's drawings are read with: their hand, and their
+    memory as the CNN reads its drawings through it (sorted by label); the identity with the
+    stored vectors. Chosen again only when their memory changed (~0.4 s: up to 15 reads of
+    up to 184 drawings)."""
+    cached = _hands.get((key, model_version.id))
+    if cached is None or cached[0] is not vectors or cached[1] is not predictor:
+        state = (IDENTITY, vectors, labels)
+        taught, taught_labels, kept, kept_labels = _hand_drawings(key, model_version)
+        hand = choose_hand(lambda x: predictor.read(x)[0], taught, taught_labels, kept, kept_labels)
+        if not hand.identity:
+            read = predictor.read(unturn(taught, hand))[1]
+            state = (hand, *memory_arrays(read, taught_labels))
+        cached = _hands[(key, model_version.id)] = (vectors, predictor, state)
+    _hands.move_to_end((key, model_version.id))
+    while len(_hands) > DECODED_WRITERS:
+        _hands.popitem(last=False)
+    return cached[2]
+
+
+def writer_hand_for(*, owner_id: int | None, client_id: str, model_version: ModelVersion) -> Hand | None:
+    """The hand this process reads the writer's drawings with, if it has chosen one (None:
+    not yet, or no memory)."""
+    cached = _hands.get((_writer_of(owner_id, client_id), model_version.id))
+    return cached[2][0] if cached is not None else None
+
+
 def writer_memory_apply(
-    rows: list[Submission], probs: np.ndarray, embeddings: np.ndarray, model_version: ModelVersion, predictor
+    rows: list[Submission],
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    model_version: ModelVersion,
+    predictor,
+    images: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The batch's posteriors with each writer's memory: (float32 (N, 62), bool (N,) whether
     the memory changed the top answer). Rows of writers without a memory keep ``probs`` bit
     for bit; a drawing is only ever read with its own writer's memory. ``predictor`` is the
-    ``ml.inference.Predictor`` that made ``probs`` and ``embeddings``."""
+    ``ml.inference.Predictor`` that made ``probs`` and ``embeddings`` from ``images`` (uint8
+    (N, 28, 28)); a writer with a hand has their drawings read again through it, with their
+    correction (fitted on their memory read through it too), and that reading blended with
+    the drawing's own (``ml.writer_hand.read_with_hand``)."""
     changed = np.zeros(len(rows), dtype=bool)
     memories = writer_memories_for(rows, model_version)
     if not memories:
@@ -226,13 +302,19 @@ def writer_memory_apply(
     by_writer = defaultdict(list)
     for i, row in enumerate(rows):
         by_writer[writer_key(row)].append(i)
-    for key, (vectors, labels) in memories.items():
+    for key, (stored, stored_labels) in memories.items():
         index = np.array(by_writer[key])
-        if vectors.shape[1] != embeddings.shape[1] or vectors.shape[1] != basis.weights.shape[0]:
+        if stored.shape[1] != embeddings.shape[1] or stored.shape[1] != basis.weights.shape[0]:
             continue  # written by a model of another shape under this version's id: unusable
+        hand, vectors, labels = _hand_of(key, model_version, stored, stored_labels, predictor)
+        mine, seen = probs[index], embeddings[index]
+        if not hand.identity:
+            mine, seen = predictor.read(unturn(images[index], hand), single_max=SINGLE_PATH_MAX)
         correction = _correction_of(key, model_version.id, vectors, labels, basis)
-        adapted = apply_correction(probs[index], embeddings[index], correction, basis, DEFAULT_LAYER_RULE)
-        adapted, _ = adapt(adapted, embeddings[index], vectors, labels, SAME_DRAWING)
+        adapted = apply_correction(mine, seen, correction, basis, DEFAULT_LAYER_RULE)
+        adapted, _ = adapt(adapted, seen, vectors, labels, SAME_DRAWING)
+        if not hand.identity:
+            adapted = read_with_hand(probs[index], adapted)
         out[index] = adapted
         changed[index] = adapted.argmax(axis=1) != probs[index].argmax(axis=1)
     return out, changed

@@ -216,3 +216,59 @@ def test_a_writers_correction_is_fitted_once_per_change_of_their_memory(anon, ac
     correct(anon, first, "y")
     assert submit_and_predict(anon, canvas_png())["predicted_label"] == "y"
     assert len(fits) == 2
+
+
+def test_a_writers_hand_is_chosen_from_their_own_drawings_and_their_next_drawing_is_read_through_it(
+    anon, other_anon, active_model, monkeypatch
+):
+    from ml.writer_hand import Hand
+    from recognition.services import writer_memory
+
+    chosen, turned = [], []
+    real_unturn = writer_memory.unturn
+
+    def choose(read, corrected, labels, kept, kept_labels):
+        chosen.append((corrected.copy(), labels.copy(), kept.copy(), kept_labels.copy()))
+        return Hand(30.0, 1.0)
+
+    monkeypatch.setattr(writer_memory, "choose_hand", choose)
+    monkeypatch.setattr(
+        writer_memory, "unturn", lambda images, hand: turned.append(images.copy()) or real_unturn(images, hand)
+    )
+    kept = submit_and_predict(anon, canvas_png(size=300))
+    first = submit_and_predict(anon, canvas_png())
+    theirs = submit_and_predict(other_anon, canvas_png(size=320))
+    correct(anon, first, "x")
+    assert chosen == [] and turned == []  # nothing is chosen before a drawing is read with the memory
+    nxt = submit_and_predict(anon, canvas_png(size=260))
+    # Chosen once, from this writer's corrected drawing (labelled as they said) and the drawing
+    # they kept (labelled as it was read), never from another writer's.
+    assert len(chosen) == 1
+    corrected, labels, kept_images, kept_labels = chosen[0]
+    stored = {
+        sid: input28_array(Submission.objects.get(id=sid).input28) for sid in (first["id"], kept["id"], theirs["id"])
+    }
+    assert (corrected == stored[first["id"]][None]).all() and [CLASSES[i] for i in labels] == ["x"]
+    assert (kept_images == stored[kept["id"]][None]).all()
+    assert [CLASSES[i] for i in kept_labels] == [kept["predicted_label"]]
+    # The memory's drawing and the new one were read through the hand; the stored embedding is
+    # still the drawing's own (a correction copies it into the memory).
+    new_input = input28_array(Submission.objects.get(id=nxt["id"]).input28)
+    assert any(batch.shape == (1, 28, 28) and (batch == new_input).all() for batch in turned)
+    assert any((batch == stored[first["id"]][None]).all() for batch in turned)
+    assert writer_memory.writer_hand_for(
+        owner_id=None, client_id=Submission.objects.get(id=nxt["id"]).client_id, model_version=active_model
+    ) == Hand(30.0, 1.0)
+    predictor = predictor_get(model_version=active_model)
+    _, own = predictor.read(new_input[None])
+    stored_embedding = np.frombuffer(bytes(Submission.objects.get(id=nxt["id"]).embedding), dtype=np.float16)
+    assert np.allclose(stored_embedding, own[0].astype(np.float16), atol=1e-3)
+    # Another writer: no hand, no memory, the model's own answer.
+    count = len(turned)
+    again = submit_and_predict(other_anon, canvas_png(size=320))
+    assert len(turned) == count and again["adapted"] is False and again["top_k"] == theirs["top_k"]
+    # A drawing read through the hand, then: the memory's answer differs from the model's own when it
+    # changed the top answer, and the flag says so.
+    assert nxt["adapted"] == (
+        nxt["predicted_label"] != predictor.top_k(predictor.probabilities(new_input[None]), 1)[0][0][0]
+    )
