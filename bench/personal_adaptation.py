@@ -56,7 +56,7 @@ REPORT_STYLES = [
 GAMMAS = (3.0, 10.0, 30.0)  # anchor weight (ml.writer_layer.LayerRule.gamma)
 STEPS = (60, 120, 240)
 CORRECTIONS_PER_CLASS = (1, 3)
-HAND_WEIGHTS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the hand's share of the posterior (ml.writer_hand.HandRule)
+HAND_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the hand's share of the posterior (ml.writer_hand.HandRule)
 # Plain writers (their drawings as they are): what the hand and the memory cost an ordinary hand.
 FIT_PLAIN = [("fit-plain", 0.0, 1.0)]
 REPORT_PLAIN = [("plain", 0.0, 1.0)]
