@@ -276,8 +276,7 @@ def fit(args, images, labels, lexicon, fonts, read):
     print(f"verifier fitted on {known.sum()} runs ({truth[known].sum()} one character) of {len(fitting)} cases")
     best, weights = -1.0, None
     for cnn in (0.0, 0.25, 0.5, 1.0):
-        # A negative cost is a bonus a character: it leans the path towards cutting.
-        for per_character in (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0):
+        for per_character in (0.0, 0.5, 1.0, 2.0, 3.0):
             trial = CutWeights(per_character=per_character, cut=0.0, join=0.0, wide=0.0, cnn=cnn, verifier=1.0)
             got = objective(measure(run(fitting_read, trial, verifier)[0], fitting))
             if got > best:

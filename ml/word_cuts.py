@@ -3,8 +3,8 @@
 ``ml.segment`` splits a word at the gaps between its strokes or ink components. Two failures
 remain: characters that touch come out as one piece, and a letter drawn in side-by-side
 strokes (an m as a stem and two arches) comes out as several. Here the pieces are first cut
-further where a piece is wide (along the paths from top to bottom that cross the least ink:
-``cut_paths``), giving "atoms"; then every run of one to three neighbouring atoms that could be one
+further where a piece is wide (at the columns where its ink is thinnest: ``cut_columns``),
+giving "atoms"; then every run of one to three neighbouring atoms that could be one
 character is read by the CNN, and a dynamic programme keeps the path of runs whose readings
 score best:
 
@@ -21,7 +21,7 @@ are fitted on bench/word_segmentation.py's fitting part (``fit_verifier``) and s
 ``ml/word_cuts.npz`` (``load_cuts``); ``CUT_WEIGHTS`` are the earlier CNN-only costs.
 
 Public:
-    cut_paths(ink, height) -> list[int (H,) arrays]: where each row is cut, left to right
+    cut_columns(ink, height) -> list[int]
     resegment(pieces, read, weights=CUT_WEIGHTS, verifier=None) -> list[Piece]
         read: a callable from a list of ink maps to (float (N, 62) CNN probabilities, float
         (N, D) embeddings), as ``ml.inference.Predictor.read`` gives them.
@@ -48,21 +48,8 @@ from ml.pieces import Piece
 
 # A piece wider than this many times the word's tallest piece may hold two characters.
 WIDE = 0.9
-# A cut stays at least this share of the reference height from either side of its piece, and
-# leaves at least MIN_PART_INK of the piece's ink on each side.
+# A cut leaves at least this share of the reference height on each side.
 MIN_PART = 0.25
-MIN_PART_INK = 0.08
-# A cut path wanders at most this share of the reference height either side of its start,
-# one column a row; each column it steps sideways costs PATH_STEP (a pixel of full ink costs
-# 1). Paths start every PATH_STRIDE columns; the cheapest are kept, at most MAX_CUTS of them,
-# whose mean columns are PATH_APART x MIN_PART x the height apart. Chosen on the fitting
-# part's touching pairs (bench/RESULTS.md, Issue 18): 90% have a cut within the tolerance,
-# against 77% with the column minima before.
-PATH_BAND = 0.15
-PATH_STEP = 0.05
-PATH_STRIDE = 4
-PATH_APART = 0.5
-MAX_CUTS = 4
 # Runs of atoms wider than this many times the reference height are never one character.
 MAX_RUN = 1.6
 # Pieces further apart than this share of the reference height are never joined.
@@ -89,9 +76,8 @@ class CutWeights:
 CUT_WEIGHTS = CutWeights(per_character=3.0, cut=2.0, join=0.0, wide=8.0)
 CUTS_PATH = Path(__file__).with_name("word_cuts.npz")
 # The shape of a run against the word: width, height, their ratio, atoms, joins, cuts at
-# its ends, the CNN's log confidence, and the widest and narrowest gap it joins; after the
-# embedding in ``run_features``.
-SHAPE_FEATURES = 9
+# its ends, and the CNN's log confidence; after the embedding in ``run_features``.
+SHAPE_FEATURES = 7
 
 
 @dataclass(frozen=True)
@@ -102,94 +88,54 @@ class _Atom:
     strokes: tuple[int, ...] | None
 
 
-def cut_paths(ink: np.ndarray, height: float) -> list[np.ndarray]:
-    """Candidate cuts of one piece: paths from its top row to its bottom through the least ink.
-
-    A vertical cut at the column of least ink misses where two characters overlap (the second
-    one's stem under the first one's arm): a path may step one column a row, within
-    ``PATH_BAND`` of the reference height either side of where it starts, so it can go round
-    the ink of one character and cross only the stroke that joins them (a shortest-path or
-    "drop-fall" cut). Every start column is tried at once (a dynamic programme over the rows);
-    the cheapest paths that differ are kept.
+def cut_columns(ink: np.ndarray, height: float) -> list[int]:
+    """Candidate cuts of one piece: local minima of its ink per column, best first.
 
     Args:
         ink: (H, W) ink map of one piece (any scale, background 0).
         height: the word's reference height in pixels (its tallest piece).
 
     Returns:
-        At most ``MAX_CUTS`` int arrays (H,), left to right and not crossing: row y of the
-        cut's right part starts at column ``path[y]``. Each part keeps at least ``MIN_PART_INK``
-        of the ink and the path starts at least ``MIN_PART * height`` from either side.
+        Column indices within the piece, at least ``MIN_PART * height`` from either side,
+        ordered by how little ink the column holds; at most three.
     """
     ink = np.asarray(ink, dtype=np.float64)
-    rows, width = ink.shape
+    inked = ink > 0.5 * ink.max() if ink.size and ink.max() > 0 else ink > 0
+    # A join is a column of little ink in one run: the inside of an "o" has little ink too,
+    # but in two runs (its top and its bottom), so ink x runs tells them apart.
+    runs = np.maximum(1, (np.diff(inked.astype(np.int8), axis=0) == 1).sum(axis=0) + inked[0])
+    smooth = ink.sum(axis=0) * runs
+    width = len(smooth)
     margin = max(2, int(MIN_PART * height))
-    if not ink.size or ink.max() <= 0 or width < 2 * margin + 1:
+    if width < 2 * margin + 1:
         return []
-    cost = ink / ink.max()
-    reach = max(1, round(PATH_BAND * height))
-    band = np.arange(-reach, reach + 1)
-    starts = np.arange(margin, width - margin + 1, PATH_STRIDE)
-    columns = starts[:, None] + band[None, :]  # (starts, band): a path's column at each offset
-    outside = (columns < margin) | (columns > width - margin)
-    crossed = np.where(outside, np.inf, cost[:, np.clip(columns, 0, width - 1)])  # (H, starts, band)
-    total = crossed[0].copy()
-    steps = np.zeros((rows, *columns.shape), dtype=np.int8)
-    blocked = np.full((len(starts), 1), np.inf)
-    for y in range(1, rows):
-        came = np.stack(
-            [
-                np.concatenate([blocked, total[:, :-1]], axis=1) + PATH_STEP,  # from one column left
-                total,
-                np.concatenate([total[:, 1:], blocked], axis=1) + PATH_STEP,  # from one column right
-            ]
-        )
-        choice = came.argmin(axis=0)
-        steps[y] = choice - 1
-        total = np.take_along_axis(came, choice[None], axis=0)[0] + crossed[y]
-    offset = total.argmin(axis=1)
-    costs = total[np.arange(len(starts)), offset]
-    paths = np.zeros((len(starts), rows), dtype=np.int64)
-    for y in range(rows - 1, -1, -1):
-        paths[:, y] = columns[np.arange(len(starts)), offset]
-        offset = offset + steps[y, np.arange(len(starts)), offset]
-    # The share of the ink left of each path: per row, the ink before its column.
-    before = np.concatenate([np.zeros((rows, 1)), np.cumsum(ink, axis=1)], axis=1)
-    share = before[np.arange(rows)[None, :], paths].sum(axis=1) / ink.sum()
-    kept: list[np.ndarray] = []
-    for k in np.argsort(costs, kind="stable"):
-        if not MIN_PART_INK <= share[k] <= 1 - MIN_PART_INK:
-            continue
-        if all(abs(paths[k].mean() - other.mean()) >= PATH_APART * margin for other in kept):
-            kept.append(paths[k])
-        if len(kept) == MAX_CUTS:
-            break
-    kept.sort(key=lambda path: path.mean())
-    for left, right in zip(kept, kept[1:]):
-        np.maximum(right, left, out=right)
-    return kept
+    found = []
+    for x in range(margin, width - margin):
+        if smooth[x] <= smooth[x - 1] and smooth[x] <= smooth[x + 1]:
+            found.append(x)
+    found.sort(key=lambda x: smooth[x])
+    kept: list[int] = []
+    for x in found:
+        if all(abs(x - k) >= margin for k in kept):
+            kept.append(x)
+    return kept[:3]
 
 
 def _atoms(pieces: list[Piece], height: float) -> list[_Atom]:
     atoms = []
     for index, piece in enumerate(pieces):
         x0, y0, x1, y1 = piece.box
-        cuts = cut_paths(piece.ink, height) if (x1 - x0) > WIDE * height else []
-        rows, width = piece.ink.shape
-        bounds = [np.zeros(rows, np.int64), *cuts, np.full(rows, width, np.int64)]
+        cuts = sorted(cut_columns(piece.ink, height)) if (x1 - x0) > WIDE * height else []
+        edges = [0, *cuts, x1 - x0]
         # A cut piece's strokes cannot be told apart by column: its parts keep none.
         strokes = piece.strokes if not cuts else None
-        columns = np.arange(width)[None, :]
-        faint = 0.1 * float(piece.ink.max()) if piece.ink.size else 0.0
-        for a, b in zip(bounds, bounds[1:]):
-            part = np.where((columns >= a[:, None]) & (columns < b[:, None]), piece.ink, 0).astype(piece.ink.dtype)
-            # The box is the part's ink; a faint edge pixel of the other side does not widen it.
-            inked = part > faint
-            ys, xs = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-            if len(ys) == 0:
+        for a, b in zip(edges, edges[1:]):
+            part = piece.ink[:, a:b]
+            rows = np.flatnonzero(part.max(axis=1) > 0)
+            if len(rows) == 0:
                 continue
-            ink = part[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
-            box = (x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1)
+            ink = part[rows[0] : rows[-1] + 1]
+            box = (x0 + a, y0 + int(rows[0]), x0 + b, y0 + int(rows[-1]) + 1)
             atoms.append(_Atom(box=box, ink=ink, piece=index, strokes=strokes))
     return atoms
 
@@ -211,26 +157,12 @@ def _merge(atoms: list[_Atom]) -> Piece:
 
 def _runs(atoms: list[_Atom], height: float) -> list[tuple[int, int]]:
     """(start, end) of the runs of atoms that could be one character. Each of ml.segment's
-    pieces, whole, is always one: the search may cut a piece, never has to; and up to
-    ``MAX_RUN_ATOMS`` whole pieces side by side are one whatever their atoms (an m's stem and
-    its arches, the arches cut in several atoms)."""
-    wholes: dict[int, tuple[int, int]] = {}
+    pieces, whole, is always one: the search may cut a piece, never has to."""
+    wholes = {}
     for i, atom in enumerate(atoms):
         start, _ = wholes.get(atom.piece, (i, i))
         wholes[atom.piece] = (start, i + 1)
     runs = set(wholes.values())
-    spans = sorted(wholes.values())
-    for first in range(len(spans)):
-        for last in range(first + 1, min(len(spans), first + MAX_RUN_ATOMS)):
-            left, right = atoms[spans[last][0] - 1], atoms[spans[last][0]]
-            if right.box[0] - left.box[2] > MAX_JOIN_GAP * height:
-                break
-            if (
-                max(a.box[2] for a in atoms[spans[first][0] : spans[last][1]]) - atoms[spans[first][0]].box[0]
-                > MAX_RUN * height
-            ):
-                break
-            runs.add((spans[first][0], spans[last][1]))
     for start in range(len(atoms)):
         for end in range(start + 1, min(len(atoms), start + MAX_RUN_ATOMS) + 1):
             if end - start > 1:
@@ -365,15 +297,7 @@ def run_features(found: Candidates, probabilities: np.ndarray, embeddings: np.nd
     for (start, end), piece, log_best in zip(found.runs, found.pieces, log_confidence(probabilities)):
         joins, cuts = _joins(atoms[start:end]), _cut_at(atoms, start) + _cut_at(atoms, end)
         width, tall = (piece.box[2] - piece.box[0]) / height, (piece.box[3] - piece.box[1]) / height
-        # A letter's strokes that ml.segment left apart overlap or nearly touch (an m's stem and
-        # its arches); two letters of a word stand apart: the gaps tell them apart.
-        gaps = [
-            (b.box[0] - a.box[2]) / height
-            for a, b in zip(atoms[start:end], atoms[start + 1 : end])
-            if a.piece != b.piece
-        ]
-        widest, narrowest = (max(gaps), min(gaps)) if gaps else (0.0, 0.0)
-        shape.append([width, tall, width / max(tall, 1e-3), end - start, joins, cuts, log_best, widest, narrowest])
+        shape.append([width, tall, width / max(tall, 1e-3), end - start, joins, cuts, log_best])
     return np.concatenate([np.asarray(embeddings, np.float32), np.asarray(shape, np.float32)], axis=1)
 
 
