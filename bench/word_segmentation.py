@@ -128,16 +128,14 @@ def several_strokes(letter: str, rng, size=90, pen=8):
 def cases(args, part: int, images, rng):
     """The three sets of one part: joined pairs, several-stroke letters, ordinary spaced words.
 
-    Each case is (png, strokes or None, expected piece count, the join or None, width of the
-    narrower character or None, kind); a pair's join is (the column where the second
-    character's ink begins, the column where the first one's ends): they overlap."""
+    Each case is (png, strokes or None, expected piece count, column of the join or None, width
+    of the narrower character or None, kind)."""
     rows = rng.permutation(np.flatnonzero(np.arange(len(images)) % 2 == part))
     out = []
     for i in range(args.pairs):
         ink, left, inks = joined_pair(images[rows[2 * i]], images[rows[2 * i + 1]], rng)
         if touching(ink):
-            join = (left, 30 + inks[0].shape[1])
-            out.append((ink_to_png(ink), None, 2, join, min(i.shape[1] for i in inks), "pair"))
+            out.append((ink_to_png(ink), None, 2, left, min(i.shape[1] for i in inks), "pair"))
     for i in range(args.letters):
         png, strokes = several_strokes("mnkE"[i % 4], rng)
         out.append((png, strokes, 1, None, None, "letter"))
@@ -175,7 +173,7 @@ def measure(found, cases) -> dict:
         ok = len(pieces) == expected
         if ok and kind == "pair":
             # The cut within 20% of the narrower character's width of where the two meet.
-            ok = abs(pieces[1].box[0] - left[0]) <= 0.2 * narrow
+            ok = abs(pieces[1].box[0] - left) <= 0.2 * narrow
         right[kind] += ok
     return {k: (right[k], total[k]) for k in right}
 
@@ -204,16 +202,8 @@ def run_labels(case, pieces, found) -> np.ndarray:
     spans = [(p.box[0], p.box[2]) for p in found.pieces]
     if kind == "pair" and len(pieces) == 1:
         x0, x1, tol = pieces[0].box[0], pieces[0].box[2], 0.2 * narrow
-        # The first character ends at a vertical cut by the join (the column where the second
-        # begins) or, cut along a path round the second, where its own ink ends.
-        begins, ends = left
-
-        def near(a, b):
-            return abs(a - b) <= tol
-
-        first = [near(a, x0) and (near(b, begins) or near(b, ends)) for a, b in spans]
-        second = [near(a, begins) and near(b, x1) for a, b in spans]
-        return np.array(first, int) | np.array(second, int)
+        truth = [(x0, left), (left, x1)]
+        return np.array([any(abs(a - ta) <= tol and abs(b - tb) <= tol for ta, tb in truth) for a, b in spans], int)
     if kind == "letter":
         whole = (min(p.box[0] for p in pieces), max(p.box[2] for p in pieces))
         return np.array([span == whole for span in spans], int)
