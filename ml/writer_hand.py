@@ -10,7 +10,7 @@ whose letters all lean 40 degrees or are all half again as wide gains little fro
 input (``unturn``) before the CNN reads them. Which turn and width (their *hand*) is chosen
 from what the writer did (``choose_hand``): the drawings they corrected, with the labels they
 gave, and the drawings the model read right that they left as they were (their kept
-drawings). The point of a small grid (``GRID``) under which the CNN gives both their labels
+drawings). The point of a small grid (``ROTATIONS`` x ``WIDTHS``) under which the CNN gives both their labels
 the highest mean log probability is the candidate; it replaces the identity only when it
 reads enough of the corrected drawings right and keeps enough of the kept ones
 (``HandRule``), because a memory holds only misread drawings, a biased sample: without the
@@ -78,7 +78,7 @@ class HandRule:
 # min_kept: a safety net, not a separator; first 0.9, lowered to 0.8 after an exploration showed a
 # *reported* writer (lean-right-steep) at 0.85, so it is not blind to the reported figures.
 # weight: fitted by bench/personal_adaptation.py on its fitting writers (two styles and a plain
-# writer), 0.5 of 0.5-1.0, on 2026-12-07.
+# writer), 0.5 of 0.3-1.0, on 2026-12-07.
 DEFAULT_HAND_RULE = HandRule()
 
 

@@ -239,23 +239,25 @@ def _stored_inputs(rows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hand_drawings(key, model_version: ModelVersion):
-    """What a writer's hand is chosen from: the inputs of their memory's drawings with the
-    labels they gave (oldest first), and of their newest predicted drawings that nobody
-    corrected, with what they were read as (oldest first)."""
+    """What a writer's hand is chosen from, and their memory is read through it from: the
+    inputs of all their memory's drawings with the labels they gave (oldest first; the choice
+    takes the newest ``HandRule.corrections``), and of their newest predicted drawings that
+    nobody corrected, with what they were read as (oldest first)."""
     mine = writer_filter(owner_id=key[0], client_id=key[1])
-    taught = WriterMemoryEntry.objects.filter(mine, model_version=model_version).order_by("-created_at", "-id")
-    taught = list(taught.values_list("label", "submission__input28")[: DEFAULT_HAND_RULE.corrections])
+    taught = WriterMemoryEntry.objects.filter(mine, model_version=model_version).order_by("created_at", "id")
+    taught = list(taught.values_list("label", "submission__input28"))
     kept = Submission.objects.filter(mine, status=Submission.Status.PREDICTED, corrections__isnull=True)
     kept = kept.exclude(predicted_label="").order_by("-created_at", "-id")
     kept = list(kept.values_list("predicted_label", "input28")[: DEFAULT_HAND_RULE.kept])
-    return (*_stored_inputs(taught[::-1]), *_stored_inputs(kept[::-1]))
+    return (*_stored_inputs(taught), *_stored_inputs(kept[::-1]))
 
 
 def _hand_of(key, model_version: ModelVersion, vectors: np.ndarray, labels: np.ndarray, predictor):
     """(hand, vectors, labels) this writer's drawings are read with: their hand, and their
     memory as the CNN reads its drawings through it (sorted by label); the identity with the
-    stored vectors. Chosen again only when their memory changed (~0.4 s: up to 15 reads of
-    up to 184 drawings)."""
+    stored vectors. Chosen again only when their memory changed (0.9 s measured for 15 reads of
+    124 corrected and 60 kept drawings, bench/writer_memory_cost.py, then one read of the whole
+    memory through the hand)."""
     cached = _hands.get((key, model_version.id))
     if cached is None or cached[0] is not vectors or cached[1] is not predictor:
         state = (IDENTITY, vectors, labels)
