@@ -753,9 +753,11 @@ def single_run(args, report: dict) -> bool:
             ids = by_client[id(client)]
             return client.request("GET", f"/api/v1/submissions/{ids[i % len(ids)]}")
 
-        reads = run_phase(read_clients, args.reads, read, cpu=cpu)
-        report[f"read_c{args.concurrency}"] = public(reads)
-        print(f"read c={args.concurrency}", json.dumps(report[f"read_c{args.concurrency}"]), flush=True)
+        reads = {"status_codes": {}}
+        if args.reads:  # --reads 0: no read phase
+            reads = run_phase(read_clients, args.reads, read, cpu=cpu)
+            report[f"read_c{args.concurrency}"] = public(reads)
+            print(f"read c={args.concurrency}", json.dumps(report[f"read_c{args.concurrency}"]), flush=True)
 
         check = stack.check_rows(accepted_ids)
         check["post_errors"] = errors_of(cn) + errors_of(c1)

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.db import connection
 from django.db.models import Count, Model, Prefetch, QuerySet
 
 from recognition.errors import NotFound
@@ -25,14 +26,27 @@ def model_version_get_active() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
 
 
+# {database vendor: (sql, params)} of model_version_get_serving's query, compiled once.
+_serving_sql: dict[str, tuple[str, tuple]] = {}
+
+
 def model_version_get_serving() -> ModelVersion | None:
     """The active version without its metrics, summary and gate results: what a worker reads
-    on every batch (the metrics alone are ~18 KB of JSON to decode)."""
-    return (
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
-        .defer("metrics", "training_summary", "gate_results")
-        .first()
-    )
+    on every batch (the metrics alone are ~18 KB of JSON to decode).
+
+    The query is compiled once per database vendor and run with ``raw`` (which still applies
+    the fields' converters): building it through the ORM each time was 14 % of a worker's
+    CPU at concurrency 1, twice what running it costs (bench/RESULTS.md, issue 20)."""
+    compiled = _serving_sql.get(connection.vendor)
+    if compiled is None:
+        query = (
+            ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+            .defer("metrics", "training_summary", "gate_results")
+            .order_by("pk")[:1]
+        ).query
+        sql, params = query.sql_with_params()
+        compiled = _serving_sql[connection.vendor] = (sql, tuple(str(p) for p in params))
+    return next(iter(ModelVersion.objects.raw(*compiled)), None)
 
 
 def model_version_list() -> QuerySet[ModelVersion]:

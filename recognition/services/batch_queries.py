@@ -1,4 +1,5 @@
-"""The worker's two statements a batch on PostgreSQL: one to claim the rows, one to store them.
+"""The worker's statements written once: on PostgreSQL one to claim a batch's rows and one to
+store them; on both databases the one that counts a task's attempt.
 
 Through the ORM a batch of 16 cost 2 SELECTs to claim and 16 UPDATEs to store, and building
 those queries was most of the worker's CPU (bench/RESULTS.md, the profile of issue 20). Here
@@ -6,6 +7,7 @@ each is one statement written once; SQLite (the embedded default, one process) k
 queries, which hold the same guarantees there.
 """
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from recognition.models import Submission
@@ -69,3 +71,22 @@ def store_results(rows: list[tuple[Submission, bool]], names: tuple[str, ...]) -
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def count_attempt(submission_id: str) -> bool:
+    """Count one attempt on the row if it is pending; whether it was (one ``UPDATE``, the same
+    SQL on PostgreSQL and SQLite: the ORM's building of it was 8 % of a worker's CPU at
+    concurrency 1, bench/RESULTS.md, issue 20)."""
+    pk = Submission._meta.pk
+    try:
+        key = pk.get_db_prep_value(pk.to_python(submission_id), connection)
+    except ValidationError:  # not a uuid: no such row
+        return False
+    attempts, status = _column("attempts"), _column("status")
+    sql = (
+        f"UPDATE {connection.ops.quote_name(_TABLE)} SET {attempts} = {attempts} + 1 "
+        f"WHERE {connection.ops.quote_name(pk.column)} = %s AND {status} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, Submission.Status.PENDING.value])
+        return cursor.rowcount > 0

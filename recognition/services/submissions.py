@@ -6,11 +6,11 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from ml import preprocess
 from recognition.models import Submission
+from recognition.services.batch_queries import count_attempt
 from recognition.services.batches import predict_pending_batch
 from recognition.services.drawings import (
     drawing_check,
@@ -134,9 +134,7 @@ def submission_predict(*, submission_id: str) -> str | None:
     """
     prediction_wake_release()
     # One statement both counts the attempt and tells whether there is anything to do.
-    started = Submission.objects.filter(id=submission_id, status=Submission.Status.PENDING).update(
-        attempts=F("attempts") + 1
-    )
+    started = count_attempt(str(submission_id))
     batch_size = max(1, settings.SUBMISSION_BATCH_SIZE)
     own, batches = None, 1
     results = predict_pending_batch(own_ids=[submission_id] if started else [])
