@@ -17,7 +17,11 @@ loaded (its last layer and anchor drawings make the fits' basis):
   style, so the worker chooses a hand for them);
 * once per memory change, not per drawing: fitting a writer's correction (``--entries``
   entries), choosing a writer's hand (from their newest 124 corrected drawings and 60 kept
-  ones), and once per process the basis (the model reads the anchor drawings).
+  ones), and once per process the basis (the model reads the anchor drawings);
+* the first drawing after a change of the hand writer's memory: in a process that works the
+  memory out on that drawing (nothing stored: what happens when the correction's task did not
+  run first), and in one that reads what the correction's task stored
+  (``recognition.services.writer_adaptation``; the process's caches emptied each time).
 
 Embeddings are random unit vectors of the shipped model's width (256); the cost does not
 depend on their values (a hand's embeddings are the model's own). Targets: <= 1 ms per prediction, <= 0.5 ms per character in a batch.
@@ -87,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     from ml.inference import load_predictor, normalise
     from ml.writer_hand import DEFAULT_HAND_RULE, choose_hand
     from ml.writer_layer import basis_for, fit_correction
-    from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
-    from recognition.services.writer_memory import embedding_bytes, writer_hand_for, writer_memory_apply
+    from recognition.models import Correction, ModelVersion, Submission, WriterAdaptation, WriterMemoryEntry
+    from recognition.services import writer_adaptation, writer_memory
+    from recognition.services.writer_adaptation import writer_hand_for, writer_memory_apply
+    from recognition.services.writer_memory import embedding_bytes
 
     predictor = load_predictor(ROOT / args.model)
     call_command("migrate", interactive=False, verbosity=0)
@@ -135,6 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     hand_single = timed(batch([users[5]], fresh), args.repeats)
     hand_many = timed(batch([users[5]] * 32, fresh), args.repeats)
     hand = writer_hand_for(owner_id=users[5].id, client_id="", model_version=version)
+
+    def first_after_change(stored: bool, repeats: int = 5) -> dict:
+        run, runs = batch([users[5]], fresh), []
+        run()  # stores the adaptation
+        for _ in range(repeats):
+            writer_adaptation._adapted.clear()
+            writer_memory._decoded.clear()
+            if not stored:
+                WriterAdaptation.objects.filter(owner=users[5]).delete()
+            started = time.perf_counter()
+            run()
+            runs.append((time.perf_counter() - started) * 1000)
+        return {"median_ms": round(float(np.median(runs)), 3), "max_ms": round(float(np.max(runs)), 3)}
+
+    worked_out_on_the_drawing = first_after_change(stored=False)
+    read_stored = first_after_change(stored=True)
     taught = DEFAULT_HAND_RULE.corrections
     choice = timed(
         lambda: choose_hand(
@@ -162,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         "hand_chosen": None if hand is None else [hand.rotate, hand.wide],
         "one_drawing_with_a_hand": hand_single,
         "batch_of_32_with_a_hand": {**hand_many, "per_character_ms": round(hand_many["median_ms"] / 32, 3)},
+        "first_drawing_after_a_change_worked_out_on_it": worked_out_on_the_drawing,
+        "first_drawing_after_a_change_stored_by_the_correction": read_stored,
         "hand_choice_once_per_memory_change": choice,
         "fit_once_per_memory_change": fit,
         "basis_once_per_process": basis_ms,

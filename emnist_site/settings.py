@@ -240,6 +240,7 @@ CELERY_TASK_ROUTES = {
     "recognition.tasks.predict_word": {"queue": "inference"},
     "recognition.tasks.retraining_run": {"queue": "training"},
     "recognition.tasks.submission_requeue_stale": {"queue": "inference"},
+    "recognition.tasks.writer_memory_prepare": {"queue": "inference"},
 }
 # Acknowledge after the task ran, so a worker killed mid-task leaves the message to redeliver.
 CELERY_TASK_ACKS_LATE = True

@@ -258,6 +258,42 @@ class WriterMemoryEntry(models.Model):
         return f"{self.owner_id or self.client_id}: {self.label} ({self.submission_id})"
 
 
+class WriterAdaptation(models.Model):
+    """What a writer's memory was worked into for one model version, kept so that every worker
+    process reads it instead of working it out again (recognition.services.writer_memory):
+    their hand (ml.writer_hand), their memory's vectors read through it, and the last-layer
+    correction fitted to those (ml.writer_layer). Derived from the entries it was made from,
+    named by their count and newest id: a memory that changed since is worked out again.
+    Forgetting the memory deletes it.
+    """
+
+    # "user:<id>" or "client:<client id>": one row per writer and model version.
+    writer = models.CharField(max_length=80)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="writer_adaptations"
+    )
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="writer_adaptations")
+    memory_count = models.PositiveIntegerField()
+    memory_last = models.BigIntegerField()
+    rotate = models.FloatField(default=0.0)
+    wide = models.FloatField(default=1.0)
+    # float16 (M, D) vectors and uint8 (M,) class indices the correction was fitted to, sorted
+    # by class; float32 (D + 1, C) correction.
+    vectors = models.BinaryField()
+    labels = models.BinaryField()
+    correction = models.BinaryField()
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["writer", "model_version"], name="one_adaptation_per_writer_version"),
+        ]
+
+    def __str__(self):
+        return f"{self.writer} v{self.model_version_id}: {self.memory_count} entries"
+
+
 class TrainingRun(models.Model):
     class Reason(models.TextChoices):
         SCHEDULED = "scheduled"

@@ -13,7 +13,13 @@ from django.db import OperationalError
 
 from recognition import services
 from recognition.services.predictors import submission_retry_model_failures_probe
-from recognition.services.queueing import PREDICT_SUBMISSION, PREDICT_WORD, RETRAINING_RUN, SUBMISSION_REQUEUE_STALE
+from recognition.services.queueing import (
+    PREDICT_SUBMISSION,
+    PREDICT_WORD,
+    RETRAINING_RUN,
+    SUBMISSION_REQUEUE_STALE,
+    WRITER_MEMORY_PREPARE,
+)
 
 # Both prediction tasks: acknowledged after the work, so a worker killed mid-task puts the
 # message back instead of dropping the drawing; a database that is down is retried with backoff.
@@ -54,6 +60,13 @@ def predict_word(word_id: str) -> str | None:
     with _failing_on_error(partial(services.word_fail, word_id=word_id)):
         word = services.word_predict(word_id=word_id)
     return word.status if word else None
+
+
+@shared_task(name=WRITER_MEMORY_PREPARE, acks_late=False, ignore_result=True)
+def writer_memory_prepare(owner_id: int | None, client_id: str) -> bool:
+    """Work a writer's changed memory out now (their hand, the correction) and store it, so
+    their next drawing does not wait for it. Best effort: lost, the next batch does it."""
+    return services.writer_memory_prepare(owner_id=owner_id, client_id=client_id) is not None
 
 
 @shared_task(

@@ -18,6 +18,7 @@ from recognition.services.submissions import (
     submission_requeue_stale,
 )
 from recognition.services.words import word_create, word_fail, word_predict, word_resegment
+from recognition.services.writer_adaptation import writer_memory_prepare
 
 __all__ = [
     "RESULT_FIELDS",
@@ -42,4 +43,5 @@ __all__ = [
     "word_fail",
     "word_predict",
     "word_resegment",
+    "writer_memory_prepare",
 ]

@@ -18,7 +18,8 @@ from recognition.services.model_versions import model_version_record_load
 from recognition.services.predictors import predictor_get, predictor_peek
 from recognition.services.results import RESULT_FIELDS, result_fields, submissions_fail_results, top_k_entries
 from recognition.services.word_readings import word_readings_store
-from recognition.services.writer_memory import SINGLE_PATH_MAX, embedding_bytes, writer_memory_apply
+from recognition.services.writer_adaptation import writer_memory_apply
+from recognition.services.writer_memory import SINGLE_PATH_MAX, embedding_bytes
 
 # What the worker writes on each predicted row: the result, and the drawing's embedding (which a
 # correction copies into its writer's memory).

@@ -19,6 +19,7 @@ PREDICT_SUBMISSION = "recognition.tasks.predict_submission"
 PREDICT_WORD = "recognition.tasks.predict_word"
 RETRAINING_RUN = "recognition.tasks.retraining_run"
 SUBMISSION_REQUEUE_STALE = "recognition.tasks.submission_requeue_stale"
+WRITER_MEMORY_PREPARE = "recognition.tasks.writer_memory_prepare"
 
 QUEUE_DELAYED_NOTE = "Prediction delayed: the task queue was unreachable; it is queued again automatically."
 

@@ -1,21 +1,20 @@
-"""Each writer's memory of their own corrected drawings, and reading a batch with it.
+"""Each writer's memory of their own corrected drawings: remembered, bounded, forgotten, read.
 
 A correction copies the drawing's embedding (stored on the submission with its prediction)
-into its writer's memory; the worker reads every writer of a batch's memory in one query,
-chooses each changed memory's *hand* (``ml.writer_hand``: the turn and width that undo how
-the writer writes, from the stored inputs of their corrected drawings and of drawings they
-kept; the identity unless it reads most of their corrections right), fits it into a
-correction of the model's last layer (``ml.writer_layer``), both once per change, and reads
-each drawing through its writer's hand and with their correction. The writer is whoever owns the
-submission, decided as ownership of submissions is: the user, else the anonymous client id.
+into its writer's memory and queues the memory's working-out (``recognition.services.
+writer_adaptation``: the writer's hand and their last-layer correction); the worker reads every
+writer of a batch's memory in one query. The writer is whoever owns the submission, decided as
+ownership of submissions is: the user, else the anonymous client id.
 
 The worker keeps each writer's decoded memory while it stays unchanged (``_decoded``): one
 small query per batch checks that, so a 500-entry memory is not read and decoded again for
-every drawing, nor fitted again. Entries whose vectors came from another model version than the serving one are ignored (not
-recomputed): another model's penultimate layer is another space. They stay listed, so people
-see and can forget them, and count against the bound until newer corrections push them out.
+every drawing, nor worked out again. Entries whose vectors came from another model version
+than the serving one are ignored (not recomputed): another model's penultimate layer is
+another space. They stay listed, so people see and can forget them, and count against the
+bound until newer corrections push them out.
 """
 
+import logging
 from collections import OrderedDict, defaultdict
 
 import numpy as np
@@ -24,11 +23,11 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from ml.data import class_index
-from ml.prototypes import adapt, memory_arrays
-from ml.writer_hand import DEFAULT_HAND_RULE, IDENTITY, Hand, choose_hand, read_with_hand, unturn
-from ml.writer_layer import DEFAULT_LAYER_RULE, SAME_DRAWING, apply_correction, basis_for, fit_correction
-from recognition.images import input28_array
-from recognition.models import Correction, ModelVersion, Submission, WriterMemoryEntry
+from ml.prototypes import memory_arrays
+from recognition.models import Correction, ModelVersion, Submission, WriterAdaptation, WriterMemoryEntry
+from recognition.services.queueing import WRITER_MEMORY_PREPARE, task_send
+
+logger = logging.getLogger(__name__)
 
 # Batches up to this size go image by image through the single-image path (the worker's first
 # read, and a hand's second one).
@@ -86,20 +85,36 @@ def writer_memory_remember(*, submission: Submission, correction: Correction) ->
     stale = list(mine.order_by("-created_at", "-id").values_list("id", flat=True)[settings.WRITER_MEMORY_SIZE :])
     if stale:
         WriterMemoryEntry.objects.filter(id__in=stale).delete()
+    transaction.on_commit(lambda: _queue_prepare(owner_id, client_id))
     return entry
+
+
+def _queue_prepare(owner_id: int | None, client_id: str) -> None:
+    """Have a worker work the changed memory out now (``writer_memory_prepare``), not on the
+    writer's next drawing. Best effort: with the broker down, that drawing's batch does it."""
+    try:
+        task_send(WRITER_MEMORY_PREPARE, args=[owner_id, client_id], queue="inference")
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the next batch works it out
+        logger.warning("could not queue the writer memory's preparation: %s", exc)
 
 
 def writer_memory_clear(*, owner_id: int | None, client_id: str) -> int:
     """Forget everything this writer taught; returns how many entries went."""
     if owner_id is None and not client_id:
         return 0
-    deleted, _ = WriterMemoryEntry.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
+    mine = writer_filter(owner_id=owner_id, client_id=client_id)
+    deleted, _ = WriterMemoryEntry.objects.filter(mine).delete()
+    WriterAdaptation.objects.filter(mine).delete()
     return deleted
 
 
 def writer_memory_forget(*, entry: WriterMemoryEntry) -> None:
-    """Forget one drawing (the caller has checked it is the writer's own)."""
+    """Forget one drawing (the caller has checked it is the writer's own); what the memory was
+    worked into goes with it (a worker works the rest out again)."""
+    owner_id, client_id = writer_key(entry)
     entry.delete()
+    WriterAdaptation.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
+    transaction.on_commit(lambda: _queue_prepare(owner_id, client_id))
 
 
 # Decoded memories of this process: {(writer key, version id): ((count, last id), vectors, labels)}.
@@ -107,6 +122,17 @@ def writer_memory_forget(*, entry: WriterMemoryEntry) -> None:
 # id) says whether the copy here is still theirs. Bounded: the least recently used go first.
 _decoded: OrderedDict = OrderedDict()
 DECODED_WRITERS = 256
+
+
+def memory_stamp(key: tuple, version_id: int) -> tuple[int, int] | None:
+    """(count, newest id) of the writer's memory as this process last decoded it
+    (``writer_memories_for``); None if it has not, or the read was not consistent."""
+    return _decoded.get((key, version_id), (None,))[0]
+
+
+def writer_of(owner_id, client_id) -> tuple[int | None, str]:
+    """The writer key of these columns (``writer_key``'s rule, for values read as they are)."""
+    return _writer_of(owner_id, client_id)
 
 
 def _writer_of(owner_id, client_id) -> tuple[int | None, str]:
@@ -187,136 +213,3 @@ def writer_memories_for(rows: list[Submission], model_version: ModelVersion) -> 
     while len(_decoded) > DECODED_WRITERS:
         _decoded.popitem(last=False)
     return memories
-
-
-# This process's serving model's basis for the fits: (predictor, ml.writer_layer.Basis).
-_basis: tuple | None = None
-# Fitted corrections: {(writer key, version id): (the decoded vectors fitted, basis, correction)}.
-# A memory decoded again (it changed) is a new array, so identity says whether a fit is current.
-_fitted: OrderedDict = OrderedDict()
-
-
-def _basis_of(predictor):
-    """The basis of ``predictor``, made on first use (it reads the anchor drawings, ~0.3 s):
-    only a batch with a memory in it pays, never an empty memory."""
-    global _basis
-    cached = _basis
-    if cached is None or cached[0] is not predictor:
-        cached = _basis = (predictor, basis_for(predictor))
-    return cached[1]
-
-
-def _correction_of(key, version_id: int, vectors: np.ndarray, labels: np.ndarray, basis) -> np.ndarray:
-    """The writer's last-layer correction, fitted again only when their memory changed."""
-    cached = _fitted.get((key, version_id))
-    if cached is None or cached[0] is not vectors or cached[1] is not basis:
-        cached = (vectors, basis, fit_correction(vectors, labels, basis, DEFAULT_LAYER_RULE))
-        _fitted[(key, version_id)] = cached
-    _fitted.move_to_end((key, version_id))
-    while len(_fitted) > DECODED_WRITERS:
-        _fitted.popitem(last=False)
-    return cached[2]
-
-
-# Chosen hands: {(writer key, version id): (the decoded vectors, predictor, (hand, the memory's
-# vectors read through it, their labels))}; identity says whether it is current, as for _fitted.
-_hands: OrderedDict = OrderedDict()
-
-
-def _stored_inputs(rows) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 (N, 28, 28) inputs, int64 (N,) class indices) of (label, input28) rows, in order;
-    rows whose input is not 28x28 (written by something else) are left out."""
-    images, labels = [], []
-    for label, data in rows:
-        try:
-            images.append(input28_array(data))
-        except ValueError:
-            continue
-        labels.append(class_index(label))
-    if not images:
-        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
-    return np.stack(images), np.array(labels, dtype=np.int64)
-
-
-def _hand_drawings(key, model_version: ModelVersion):
-    """What a writer's hand is chosen from, and their memory is read through it from: the
-    inputs of all their memory's drawings with the labels they gave (oldest first; the choice
-    takes the newest ``HandRule.corrections``), and of their newest predicted drawings that
-    nobody corrected, with what they were read as (oldest first)."""
-    mine = writer_filter(owner_id=key[0], client_id=key[1])
-    taught = WriterMemoryEntry.objects.filter(mine, model_version=model_version).order_by("created_at", "id")
-    taught = list(taught.values_list("label", "submission__input28"))
-    kept = Submission.objects.filter(mine, status=Submission.Status.PREDICTED, corrections__isnull=True)
-    kept = kept.exclude(predicted_label="").order_by("-created_at", "-id")
-    kept = list(kept.values_list("predicted_label", "input28")[: DEFAULT_HAND_RULE.kept])
-    return (*_stored_inputs(taught), *_stored_inputs(kept[::-1]))
-
-
-def _hand_of(key, model_version: ModelVersion, vectors: np.ndarray, labels: np.ndarray, predictor):
-    """(hand, vectors, labels) this writer's drawings are read with: their hand, and their
-    memory as the CNN reads its drawings through it (sorted by label); the identity with the
-    stored vectors. Chosen again only when their memory changed (0.9 s measured for 15 reads of
-    124 corrected and 60 kept drawings, bench/writer_memory_cost.py, then one read of the whole
-    memory through the hand)."""
-    cached = _hands.get((key, model_version.id))
-    if cached is None or cached[0] is not vectors or cached[1] is not predictor:
-        state = (IDENTITY, vectors, labels)
-        taught, taught_labels, kept, kept_labels = _hand_drawings(key, model_version)
-        hand = choose_hand(lambda x: predictor.read(x)[0], taught, taught_labels, kept, kept_labels)
-        if not hand.identity:
-            read = predictor.read(unturn(taught, hand))[1]
-            state = (hand, *memory_arrays(read, taught_labels))
-        cached = _hands[(key, model_version.id)] = (vectors, predictor, state)
-    _hands.move_to_end((key, model_version.id))
-    while len(_hands) > DECODED_WRITERS:
-        _hands.popitem(last=False)
-    return cached[2]
-
-
-def writer_hand_for(*, owner_id: int | None, client_id: str, model_version: ModelVersion) -> Hand | None:
-    """The hand this process reads the writer's drawings with, if it has chosen one (None:
-    not yet, or no memory)."""
-    cached = _hands.get((_writer_of(owner_id, client_id), model_version.id))
-    return cached[2][0] if cached is not None else None
-
-
-def writer_memory_apply(
-    rows: list[Submission],
-    probs: np.ndarray,
-    embeddings: np.ndarray,
-    model_version: ModelVersion,
-    predictor,
-    images: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The batch's posteriors with each writer's memory: (float32 (N, 62), bool (N,) whether
-    the memory changed the top answer). Rows of writers without a memory keep ``probs`` bit
-    for bit; a drawing is only ever read with its own writer's memory. ``predictor`` is the
-    ``ml.inference.Predictor`` that made ``probs`` and ``embeddings`` from ``images`` (uint8
-    (N, 28, 28)); a writer with a hand has their drawings read again through it, with their
-    correction (fitted on their memory read through it too), and that reading blended with
-    the drawing's own (``ml.writer_hand.read_with_hand``)."""
-    changed = np.zeros(len(rows), dtype=bool)
-    memories = writer_memories_for(rows, model_version)
-    if not memories:
-        return probs, changed
-    basis = _basis_of(predictor)
-    out = probs.copy()
-    by_writer = defaultdict(list)
-    for i, row in enumerate(rows):
-        by_writer[writer_key(row)].append(i)
-    for key, (stored, stored_labels) in memories.items():
-        index = np.array(by_writer[key])
-        if stored.shape[1] != embeddings.shape[1] or stored.shape[1] != basis.weights.shape[0]:
-            continue  # written by a model of another shape under this version's id: unusable
-        hand, vectors, labels = _hand_of(key, model_version, stored, stored_labels, predictor)
-        mine, seen = probs[index], embeddings[index]
-        if not hand.identity:
-            mine, seen = predictor.read(unturn(images[index], hand), single_max=SINGLE_PATH_MAX)
-        correction = _correction_of(key, model_version.id, vectors, labels, basis)
-        adapted = apply_correction(mine, seen, correction, basis, DEFAULT_LAYER_RULE)
-        adapted, _ = adapt(adapted, seen, vectors, labels, SAME_DRAWING)
-        if not hand.identity:
-            adapted = read_with_hand(probs[index], adapted)
-        out[index] = adapted
-        changed[index] = adapted.argmax(axis=1) != probs[index].argmax(axis=1)
-    return out, changed

@@ -201,45 +201,87 @@ def test_one_batch_of_a_user_and_a_visitor_reads_each_with_their_own_memory_alon
     assert writer_memories_for([Submission(client_id="nobody")], active_model) == {}
 
 
-def test_a_writers_correction_is_fitted_once_per_change_of_their_memory(anon, active_model, monkeypatch):
-    from recognition.services import writer_memory
+def test_a_writers_correction_is_fitted_once_per_change_of_their_memory_when_they_correct(
+    anon, active_model, monkeypatch
+):
+    from recognition.services import writer_adaptation
 
     fits = []
-    real_fit = writer_memory.fit_correction
-    monkeypatch.setattr(writer_memory, "fit_correction", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    real_fit = writer_adaptation.fit_correction
+    monkeypatch.setattr(writer_adaptation, "fit_correction", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
     first = submit_and_predict(anon, canvas_png())
     assert fits == []  # an empty memory: nothing fitted
     correct(anon, first, "x")
+    assert len(fits) == 1  # the correction's task worked it out (eager here: at once)
     submit_and_predict(anon, canvas_png(size=240))
     submit_and_predict(anon, canvas_png(size=260))
     assert len(fits) == 1
     correct(anon, first, "y")
+    assert len(fits) == 2
     assert submit_and_predict(anon, canvas_png())["predicted_label"] == "y"
     assert len(fits) == 2
+
+
+def test_another_process_reads_the_stored_adaptation_and_a_changed_memory_is_worked_out_again(
+    anon, active_model, monkeypatch
+):
+    from ml.writer_hand import Hand
+    from recognition.models import WriterAdaptation
+    from recognition.services import writer_adaptation, writer_memory
+
+    real_fit = writer_adaptation.fit_correction
+    monkeypatch.setattr(writer_adaptation, "choose_hand", lambda *a, **k: Hand(20.0, 1.25))
+    first = submit_and_predict(anon, canvas_png())
+    correct(anon, first, "x")
+    client_id = Submission.objects.get(id=first["id"]).client_id
+    row = WriterAdaptation.objects.get(client_id=client_id, model_version=active_model)
+    assert (row.writer, row.memory_count, row.rotate, row.wide) == (f"client:{client_id}", 1, 20.0, 1.25)
+    here = submit_and_predict(anon, canvas_png(size=240))
+    # A fresh process (its caches empty) reads what is stored: nothing is chosen or fitted again,
+    # and the same drawing gets the same answer, to the bit.
+    for cache in (writer_adaptation._adapted, writer_memory._decoded):
+        cache.clear()
+    monkeypatch.setattr(writer_adaptation, "choose_hand", lambda *a, **k: pytest.fail("chosen again"))
+    monkeypatch.setattr(writer_adaptation, "fit_correction", lambda *a, **k: pytest.fail("fitted again"))
+    there = submit_and_predict(anon, canvas_png(size=240))
+    assert there["top_k"] == here["top_k"] and there["adapted"] == here["adapted"]
+    assert writer_adaptation.writer_hand_for(owner_id=None, client_id=client_id, model_version=active_model) == Hand(
+        20.0, 1.25
+    )
+    # The memory changes: what was stored is for the old one, so it is worked out again.
+    monkeypatch.setattr(writer_adaptation, "choose_hand", lambda *a, **k: Hand(0.0, 1.0))
+    monkeypatch.setattr(writer_adaptation, "fit_correction", real_fit)
+    correct(anon, here, "y")
+    row = WriterAdaptation.objects.get(client_id=client_id, model_version=active_model)
+    assert (row.memory_count, row.rotate, row.wide) == (2, 0.0, 1.0)
+    # Forgetting the memory forgets what it was worked into.
+    assert anon.delete("/api/v1/writer-memory").status_code == 200
+    assert not WriterAdaptation.objects.filter(client_id=client_id).exists()
 
 
 def test_a_writers_hand_is_chosen_from_their_own_drawings_and_their_next_drawing_is_read_through_it(
     anon, other_anon, active_model, monkeypatch
 ):
     from ml.writer_hand import Hand
-    from recognition.services import writer_memory
+    from recognition.services import writer_adaptation
 
     chosen, turned = [], []
-    real_unturn = writer_memory.unturn
+    real_unturn = writer_adaptation.unturn
 
     def choose(read, corrected, labels, kept, kept_labels):
         chosen.append((corrected.copy(), labels.copy(), kept.copy(), kept_labels.copy()))
         return Hand(30.0, 1.0)
 
-    monkeypatch.setattr(writer_memory, "choose_hand", choose)
+    monkeypatch.setattr(writer_adaptation, "choose_hand", choose)
     monkeypatch.setattr(
-        writer_memory, "unturn", lambda images, hand: turned.append(images.copy()) or real_unturn(images, hand)
+        writer_adaptation, "unturn", lambda images, hand: turned.append(images.copy()) or real_unturn(images, hand)
     )
     kept = submit_and_predict(anon, canvas_png(size=300))
     first = submit_and_predict(anon, canvas_png())
     theirs = submit_and_predict(other_anon, canvas_png(size=320))
+    assert chosen == [] and turned == []
     correct(anon, first, "x")
-    assert chosen == [] and turned == []  # nothing is chosen before a drawing is read with the memory
+    assert len(chosen) == 1  # chosen by the correction's task (eager here: at once)
     nxt = submit_and_predict(anon, canvas_png(size=260))
     # Chosen once, from this writer's corrected drawing (labelled as they said) and the drawing
     # they kept (labelled as it was read), never from another writer's.
@@ -256,7 +298,7 @@ def test_a_writers_hand_is_chosen_from_their_own_drawings_and_their_next_drawing
     new_input = input28_array(Submission.objects.get(id=nxt["id"]).input28)
     assert any(batch.shape == (1, 28, 28) and (batch == new_input).all() for batch in turned)
     assert any((batch == stored[first["id"]][None]).all() for batch in turned)
-    assert writer_memory.writer_hand_for(
+    assert writer_adaptation.writer_hand_for(
         owner_id=None, client_id=Submission.objects.get(id=nxt["id"]).client_id, model_version=active_model
     ) == Hand(30.0, 1.0)
     predictor = predictor_get(model_version=active_model)

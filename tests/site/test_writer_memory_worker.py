@@ -7,7 +7,7 @@ import pytest
 from ml.data import CLASSES
 from ml.inference import load_predictor
 from recognition.images import input28_array
-from recognition.models import Submission, WriterMemoryEntry
+from recognition.models import Submission, WriterAdaptation, WriterMemoryEntry
 from tests.site.conftest import canvas_png, token_client
 from tests.site.workers import post_drawing, wait_for
 
@@ -42,6 +42,13 @@ def test_one_writers_correction_changes_their_next_drawing_and_not_the_other_wri
     label = CLASSES[int(np.argmin(probs))]
     response = alice_client.post(f"/api/v1/submissions/{alice_first.id}/correction", {"label": label}, format="json")
     assert response.status_code == 201 and WriterMemoryEntry.objects.filter(owner=alice).count() == 1
+    # The correction queued the memory's working-out: the worker stores it before her next drawing.
+    wait_for(
+        lambda: WriterAdaptation.objects.filter(owner=alice, model_version=active_model, memory_count=1).exists(),
+        60,
+        worker,
+        "the memory's preparation",
+    )
 
     ids = [post_drawing(client, drawing).json()["id"] for client in (alice_client, bob_client, alice_client)]
     alice_again, bob_again, alice_third = predicted(ids, worker)
@@ -50,3 +57,5 @@ def test_one_writers_correction_changes_their_next_drawing_and_not_the_other_wri
     assert bob_again.top_k == bob_first.top_k and bob_again.predicted_label == bob_first.predicted_label
     assert not bob_again.adapted
     assert "recognition.tasks.predict_submission" in worker.tail()
+    assert "recognition.tasks.writer_memory_prepare" in worker.tail()
+    assert not WriterAdaptation.objects.filter(owner=bob).exists()
