@@ -102,19 +102,24 @@ def writer_memory_clear(*, owner_id: int | None, client_id: str) -> int:
     """Forget everything this writer taught; returns how many entries went."""
     if owner_id is None and not client_id:
         return 0
-    mine = writer_filter(owner_id=owner_id, client_id=client_id)
-    deleted, _ = WriterMemoryEntry.objects.filter(mine).delete()
-    WriterAdaptation.objects.filter(mine).delete()
+    deleted, _ = WriterMemoryEntry.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
     return deleted
 
 
 def writer_memory_forget(*, entry: WriterMemoryEntry) -> None:
     """Forget one drawing (the caller has checked it is the writer's own); what the memory was
-    worked into goes with it (a worker works the rest out again)."""
+    worked into goes with it (``writer_adaptation_forget``), and a worker works the rest out again."""
     owner_id, client_id = writer_key(entry)
     entry.delete()
-    WriterAdaptation.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
     transaction.on_commit(lambda: _queue_prepare(owner_id, client_id))
+
+
+def writer_adaptation_forget(sender, instance: WriterMemoryEntry, **kwargs) -> None:
+    """``post_delete`` of a memory entry, however it goes (forgotten, pushed out by the bound,
+    its correction or submission deleted): what the writer's memory was worked into held it,
+    so it goes too (recognition.apps connects this)."""
+    owner_id, client_id = writer_key(instance)
+    WriterAdaptation.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
 
 
 # Decoded memories of this process: {(writer key, version id): ((count, last id), vectors, labels)}.

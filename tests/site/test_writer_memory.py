@@ -254,7 +254,12 @@ def test_another_process_reads_the_stored_adaptation_and_a_changed_memory_is_wor
     correct(anon, here, "y")
     row = WriterAdaptation.objects.get(client_id=client_id, model_version=active_model)
     assert (row.memory_count, row.rotate, row.wide) == (2, 0.0, 1.0)
-    # Forgetting the memory forgets what it was worked into.
+    # An entry going any way (here its submission deleted) takes what the memory was worked into,
+    # which held it; forgetting the memory does too.
+    Submission.objects.filter(id=here["id"]).delete()
+    assert not WriterAdaptation.objects.filter(client_id=client_id).exists()
+    writer_adaptation.writer_memory_prepare(owner_id=None, client_id=client_id)
+    assert WriterAdaptation.objects.get(client_id=client_id).memory_count == 1
     assert anon.delete("/api/v1/writer-memory").status_code == 200
     assert not WriterAdaptation.objects.filter(client_id=client_id).exists()
 
