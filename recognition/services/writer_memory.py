@@ -47,7 +47,7 @@ def embedding_array(data: bytes | memoryview) -> np.ndarray:
 
 def writer_key(row) -> tuple[int | None, str]:
     """(owner id, client id) of a submission or entry: the client id counts only without a user."""
-    return _writer_of(row.owner_id, row.client_id)
+    return writer_of(row.owner_id, row.client_id)
 
 
 def writer_filter(*, owner_id: int | None, client_id: str) -> Q:
@@ -136,11 +136,6 @@ def memory_stamp(key: tuple, version_id: int) -> tuple[int, int] | None:
 
 
 def writer_of(owner_id, client_id) -> tuple[int | None, str]:
-    """The writer key of these columns (``writer_key``'s rule, for values read as they are)."""
-    return _writer_of(owner_id, client_id)
-
-
-def _writer_of(owner_id, client_id) -> tuple[int | None, str]:
     """The writer of these columns (``writer_key``'s rule, for rows read as tuples)."""
     return (owner_id, "") if owner_id is not None else (None, client_id)
 
@@ -176,7 +171,7 @@ def _memory_stamps(owners: list[int], clients: list[str], version_id: int) -> di
         params += [version_id, *clients]
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(parts), params)
-        return {_writer_of(owner_id, client_id): (n, last) for owner_id, client_id, n, last in cursor.fetchall()}
+        return {writer_of(owner_id, client_id): (n, last) for owner_id, client_id, n, last in cursor.fetchall()}
 
 
 def writer_memories_for(rows: list[Submission], model_version: ModelVersion) -> dict[tuple, tuple]:
@@ -203,7 +198,7 @@ def writer_memories_for(rows: list[Submission], model_version: ModelVersion) -> 
         for owner_id, client_id, label, vector in entries.filter(wanted).values_list(
             "owner_id", "client_id", "label", "vector"
         ):
-            grouped[_writer_of(owner_id, client_id)].append((label, bytes(vector)))
+            grouped[writer_of(owner_id, client_id)].append((label, bytes(vector)))
         for key, items in grouped.items():
             vectors = np.frombuffer(b"".join(vector for _, vector in items), dtype=EMBEDDING_DTYPE)
             labels = [class_index(label) for label, _ in items]
