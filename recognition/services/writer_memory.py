@@ -16,6 +16,8 @@ bound until newer corrections push them out.
 
 import logging
 from collections import OrderedDict, defaultdict
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 from django.conf import settings
@@ -71,7 +73,8 @@ def writer_memory_remember(*, submission: Submission, correction: Correction) ->
     if entry is not None and entry.label == correction.label and entry.correction_id == correction.id:
         return entry
     if entry is not None:
-        entry.delete()
+        with _adaptation_deleted(owner_id, client_id):
+            entry.delete()
     entry = WriterMemoryEntry.objects.create(
         submission=submission,
         owner_id=owner_id,
@@ -84,7 +87,8 @@ def writer_memory_remember(*, submission: Submission, correction: Correction) ->
     mine = WriterMemoryEntry.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id))
     stale = list(mine.order_by("-created_at", "-id").values_list("id", flat=True)[settings.WRITER_MEMORY_SIZE :])
     if stale:
-        WriterMemoryEntry.objects.filter(id__in=stale).delete()
+        with _adaptation_deleted(owner_id, client_id):
+            WriterMemoryEntry.objects.filter(id__in=stale).delete()
     transaction.on_commit(lambda: _queue_prepare(owner_id, client_id))
     return entry
 
@@ -102,7 +106,8 @@ def writer_memory_clear(*, owner_id: int | None, client_id: str) -> int:
     """Forget everything this writer taught; returns how many entries went."""
     if owner_id is None and not client_id:
         return 0
-    deleted, _ = WriterMemoryEntry.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
+    with transaction.atomic(), _adaptation_deleted(owner_id, client_id):
+        deleted, _ = WriterMemoryEntry.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
     return deleted
 
 
@@ -110,15 +115,36 @@ def writer_memory_forget(*, entry: WriterMemoryEntry) -> None:
     """Forget one drawing (the caller has checked it is the writer's own); what the memory was
     worked into goes with it (``writer_adaptation_forget``), and a worker works the rest out again."""
     owner_id, client_id = writer_key(entry)
-    entry.delete()
+    with transaction.atomic(), _adaptation_deleted(owner_id, client_id):
+        entry.delete()
     transaction.on_commit(lambda: _queue_prepare(owner_id, client_id))
 
 
+# The writer whose stored adaptation the running service path has deleted already.
+_adaptation_gone: ContextVar[tuple | None] = ContextVar("writer_adaptation_gone", default=None)
+
+
+@contextmanager
+def _adaptation_deleted(owner_id: int | None, client_id: str):
+    """Delete the writer's stored adaptation once, after the entries the block deletes; the
+    ``post_delete`` receiver skips them (clearing 500 entries: one DELETE, not 500). Callers
+    run it inside a transaction, so the deletes land together."""
+    token = _adaptation_gone.set(writer_of(owner_id, client_id))
+    try:
+        yield
+    finally:
+        _adaptation_gone.reset(token)
+    WriterAdaptation.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
+
+
 def writer_adaptation_forget(sender, instance: WriterMemoryEntry, **kwargs) -> None:
-    """``post_delete`` of a memory entry, however it goes (forgotten, pushed out by the bound,
-    its correction or submission deleted): what the writer's memory was worked into held it,
-    so it goes too (recognition.apps connects this)."""
+    """``post_delete`` of a memory entry deleted by a cascade (its correction or submission
+    deleted, in the admin or a failed word): what the writer's memory was worked into held it,
+    so it goes too (recognition.apps connects this). The service paths (forget, clear, the
+    bound) delete it themselves, once (``_adaptation_deleted``)."""
     owner_id, client_id = writer_key(instance)
+    if _adaptation_gone.get() == (owner_id, client_id):
+        return
     WriterAdaptation.objects.filter(writer_filter(owner_id=owner_id, client_id=client_id)).delete()
 
 

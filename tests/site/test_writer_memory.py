@@ -119,6 +119,40 @@ def test_deleting_the_correction_or_the_submission_forgets_the_drawing(anon, act
     assert WriterMemoryEntry.objects.count() == 0
 
 
+def test_forgetting_a_memory_deletes_what_it_was_worked_into_once_not_once_an_entry(anon, active_model, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from recognition.models import WriterAdaptation
+    from recognition.services.writer_adaptation import writer_memory_prepare
+
+    settings.WRITER_MEMORY_SIZE = 3
+    bodies = [submit_and_predict(anon, canvas_png(size=200 + 20 * i)) for i in range(5)]
+    for body in bodies[:4]:
+        correct(anon, body, "x")
+    client_id = Submission.objects.get(id=bodies[0]["id"]).client_id
+    writer_memory_prepare(owner_id=None, client_id=client_id)
+    assert WriterAdaptation.objects.get(client_id=client_id).memory_count == 3
+    table = connection.ops.quote_name(WriterAdaptation._meta.db_table)
+
+    def adaptation_deletes(queries) -> int:
+        return sum(q["sql"].startswith("DELETE") and table in q["sql"] for q in queries.captured_queries)
+
+    # The bound pushes the oldest out: the stored adaptation held it, so it goes, once (the
+    # correction's task, run here at once, then stores the new memory's).
+    oldest = WriterMemoryEntry.objects.order_by("id").first().id
+    with CaptureQueriesContext(connection) as queries:
+        correct(anon, bodies[4], "x")
+    assert not WriterMemoryEntry.objects.filter(id=oldest).exists()
+    assert adaptation_deletes(queries) == 1
+    row = WriterAdaptation.objects.get(client_id=client_id)
+    assert (row.memory_count, row.memory_last) == (3, WriterMemoryEntry.objects.order_by("id").last().id)
+    # Clearing three entries: one DELETE of the adaptation, not three.
+    with CaptureQueriesContext(connection) as queries:
+        assert anon.delete("/api/v1/writer-memory").json() == {"deleted": 3}
+    assert not WriterAdaptation.objects.exists() and adaptation_deletes(queries) == 1
+
+
 def test_staff_correcting_someone_elses_drawing_does_not_teach_their_memory(anon, staff, active_model):
     body = submit_and_predict(anon, canvas_png())
     correct(token_client(staff), body, "z")
