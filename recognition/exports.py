@@ -114,18 +114,44 @@ def corrections_export_zip(corrections) -> bytes:
     return buffer.getvalue()
 
 
-def writer_memory_export_npz(entries) -> bytes:
+def _padded(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    """(N, *largest shape) of ``arrays``, each zero-padded at the end of every axis."""
+    shape = tuple(np.max([a.shape for a in arrays], axis=0)) if arrays else (0,)
+    out = np.zeros((len(arrays), *shape), dtype=dtype)
+    for row, array in zip(out, arrays):
+        row[tuple(slice(0, n) for n in array.shape)] = array
+    return out
+
+
+def _adaptation_arrays(row) -> tuple[np.ndarray, np.ndarray]:
+    """float16 (M, D) vectors and float32 (D + 1, C) correction of a ``WriterAdaptation`` row
+    (a row of another shape than it says comes out as one flat row of each)."""
+    vectors = np.frombuffer(bytes(row.vectors), dtype=np.float16)
+    correction = np.frombuffer(bytes(row.correction), dtype=np.float32)
+    count = len(bytes(row.labels))
+    dims = vectors.size // count if count else 0
+    if not dims or vectors.size != count * dims or correction.size % (dims + 1):
+        return vectors[None], correction[None]
+    return vectors.reshape(count, dims), correction.reshape(dims + 1, -1)
+
+
+def writer_memory_export_npz(entries, adaptations=()) -> bytes:
     """A writer's own memory, for them to take away: ``images`` uint8 (N, 28, 28) EMNIST
     orientation (the corrected drawings as the model saw them), ``labels`` uint8 ByClass
     indices, ``label_chars`` <U1, ``vectors`` float16 (N, D) the stored embeddings (rows of a
     narrower model zero-padded; ``vector_lengths`` says how many are real), ``model_versions``
-    int64, ``submission_ids`` <U36, ``created_at`` <U32 (ISO 8601)."""
-    entries = list(entries)
+    int64, ``submission_ids`` <U36, ``created_at`` <U32 (ISO 8601).
+
+    And what it was worked into (``WriterAdaptation``, one row per model version; K rows):
+    ``adaptation_model_versions`` int64 (K,), ``adaptation_memory_counts`` int64 (K,),
+    ``adaptation_hands`` float32 (K, 2) the writer's turn in degrees and width
+    (``ml.writer_hand``), ``adaptation_vectors`` float16 (K, M, D) the memory's drawings read
+    through the hand, ``adaptation_corrections`` float32 (K, D + 1, C) the last-layer
+    correction fitted to them (``ml.writer_layer``); zero-padded like ``vectors``."""
+    entries, adaptations = list(entries), list(adaptations)
     vectors = [np.frombuffer(bytes(e.vector), dtype=np.float16) for e in entries]
-    width = max((len(v) for v in vectors), default=0)
-    padded = np.zeros((len(entries), width), dtype=np.float16)
-    for row, vector in zip(padded, vectors):
-        row[: len(vector)] = vector
+    padded = _padded(vectors, np.float16)
+    worked = [_adaptation_arrays(a) for a in adaptations]
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
@@ -137,5 +163,10 @@ def writer_memory_export_npz(entries) -> bytes:
         model_versions=np.array([e.model_version_id for e in entries], dtype=np.int64),
         submission_ids=np.array([str(e.submission_id) for e in entries], dtype="<U36"),
         created_at=np.array([e.created_at.isoformat() for e in entries], dtype="<U32"),
+        adaptation_model_versions=np.array([a.model_version_id for a in adaptations], dtype=np.int64),
+        adaptation_memory_counts=np.array([a.memory_count for a in adaptations], dtype=np.int64),
+        adaptation_hands=np.array([(a.rotate, a.wide) for a in adaptations], dtype=np.float32).reshape(-1, 2),
+        adaptation_vectors=_padded([v for v, _ in worked], np.float16),
+        adaptation_corrections=_padded([c for _, c in worked], np.float32),
     )
     return buffer.getvalue()

@@ -12,6 +12,7 @@ from recognition.models import (
     SiteConfiguration,
     Submission,
     Word,
+    WriterAdaptation,
     WriterMemoryEntry,
 )
 from recognition.permissions import VIEW_SUBMISSIONS, VIEW_WORDS, staff_has_perm
@@ -129,6 +130,16 @@ def writer_memory_list_own(*, user, client_id: str) -> QuerySet[WriterMemoryEntr
     return qs.select_related("submission").only(
         "id", "label", "model_version_id", "created_at", "correction_id", "submission__id", "submission__input28"
     )
+
+
+def writer_adaptation_list_own(*, user, client_id: str) -> QuerySet[WriterAdaptation]:
+    """What the caller's memory was worked into (one row per model version), by the same
+    ownership as ``writer_memory_list_own``."""
+    if user is not None and user.is_authenticated:
+        return WriterAdaptation.objects.filter(owner=user)
+    if client_id:
+        return WriterAdaptation.objects.filter(owner__isnull=True, client_id=client_id)
+    return WriterAdaptation.objects.none()
 
 
 def writer_memory_get_own(*, entry_id, user, client_id: str) -> WriterMemoryEntry:

@@ -90,15 +90,19 @@ class WriterMemoryExportApi(APIView):
     @extend_schema(
         operation_id="writer_memory_export",
         description="Your memory as a NumPy .npz: images (EMNIST orientation), labels, label_chars, vectors "
-        "(float16 embeddings), vector_lengths, model_versions, submission_ids, created_at.",
+        "(float16 embeddings), vector_lengths, model_versions, submission_ids, created_at; and what it was "
+        "worked into, one row per model version: adaptation_model_versions, adaptation_memory_counts, "
+        "adaptation_hands (turn in degrees, width), adaptation_vectors, adaptation_corrections.",
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
     )
     def get(self, request):
-        entries = selectors.writer_memory_list_own(user=request.user, client_id=client_id_get(request))
+        owner = {"user": request.user, "client_id": client_id_get(request)}
+        entries = selectors.writer_memory_list_own(**owner)
         content = exports.writer_memory_export_npz(
             entries.order_by("created_at", "id")
             .defer(None)
-            .only("id", "label", "model_version_id", "created_at", "vector", "submission__id", "submission__input28")
+            .only("id", "label", "model_version_id", "created_at", "vector", "submission__id", "submission__input28"),
+            selectors.writer_adaptation_list_own(**owner).order_by("model_version_id"),
         )
         response = HttpResponse(content, content_type="application/octet-stream")
         response["Content-Disposition"] = 'attachment; filename="my-handwriting-memory.npz"'

@@ -185,7 +185,19 @@ def test_your_export_holds_your_memory(anon, other_anon, active_model):
     assert list(data["label_chars"]) == ["m"] and list(data["submission_ids"]) == [body["id"]]
     assert np.array_equal(data["images"][0], input28_array(row.input28))
     assert data["vectors"].shape == (1, int(data["vector_lengths"][0])) and data["vectors"].dtype == np.float16
-    assert len(np.load(io.BytesIO(other_anon.get("/api/v1/writer-memory/export").content))["labels"]) == 0
+    # What the memory was worked into (the correction's task ran at once here) is theirs too.
+    from recognition.models import WriterAdaptation
+
+    stored = WriterAdaptation.objects.get(client_id=row.client_id)
+    assert list(data["adaptation_model_versions"]) == [active_model.id]
+    assert list(data["adaptation_memory_counts"]) == [1]
+    assert data["adaptation_hands"].tolist() == [[stored.rotate, stored.wide]]
+    dims = data["vectors"].shape[1]
+    assert data["adaptation_vectors"].shape == (1, 1, dims)
+    assert data["adaptation_corrections"].shape == (1, dims + 1, len(CLASSES))
+    assert data["adaptation_corrections"].tobytes() == bytes(stored.correction)
+    theirs = np.load(io.BytesIO(other_anon.get("/api/v1/writer-memory/export").content))
+    assert len(theirs["labels"]) == 0 and len(theirs["adaptation_hands"]) == 0
 
 
 def test_the_default_rule_is_a_fitted_one_within_its_ranges():
