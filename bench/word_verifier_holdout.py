@@ -9,6 +9,7 @@ for each of hidden 16/32/64, L2 1e-4 to 1e-1 and 10 to 160 epochs. For each, the
 factor 0-1, cost a character -3 to 3) are chosen by that bench's objective on the smaller
 slice. The best, by that objective, is then reported once on the reporting part beside the
 shipped ``ml/word_cuts.npz``; ``--write`` saves it (it is not shipped: bench/RESULTS.md).
+``--word-weight W`` counts the two word kinds W times in the objective.
 """
 
 import argparse
@@ -69,11 +70,18 @@ def runs_of(cases, reads):
     return features[truth >= 0], truth[truth >= 0]
 
 
-def best_weights(verifier, cases, reads):
+def objective(result: dict, word_weight: float) -> float:
+    """bench/word_segmentation.py's objective (each kind's share right, summed), the words'
+    kinds (spaced, at real sizes) counted ``word_weight`` times: a word split wrongly costs
+    the reader every character after the slip, a pair only its two."""
+    return sum((word_weight if kind in ("word", "cword") else 1.0) * r / max(t, 1) for kind, (r, t) in result.items())
+
+
+def best_weights(verifier, cases, reads, word_weight: float = 1.0):
     best = None
     for cnn, per_character in itertools.product(CNN_FACTORS, PER_CHARACTER):
         weights = CutWeights(per_character=per_character, cut=0.0, join=0.0, wide=0.0, cnn=cnn, verifier=1.0)
-        value = ws.objective(ws.measure(ws.run(reads, weights, verifier)[0], cases))
+        value = objective(ws.measure(ws.run(reads, weights, verifier)[0], cases), word_weight)
         if best is None or value > best[0]:
             best = (value, weights)
     return best
@@ -84,6 +92,9 @@ def main() -> int:
     parser.add_argument("--cache", default=None, help="keep the parts' reads here (default: a temp folder)")
     parser.add_argument("--write", default=None, help="save the chosen verifier and weights here")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "emnist"))
+    parser.add_argument(
+        "--word-weight", type=float, default=1.0, help="how many times the word kinds count in the objective"
+    )
     args = parser.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="verifier-holdout-"))
     cache.mkdir(parents=True, exist_ok=True)
@@ -108,7 +119,7 @@ def main() -> int:
     chosen = None
     for hidden, l2, epochs in SETTINGS:
         verifier = fit_verifier(x, y, hidden=hidden, l2=l2, epochs=epochs)
-        value, weights = best_weights(verifier, *held)
+        value, weights = best_weights(verifier, *held, word_weight=args.word_weight)
         print(f"hidden {hidden}, L2 {l2}, {epochs} epochs: held-out objective {value:.3f} with {weights}", flush=True)
         if chosen is None or value > chosen[0]:
             chosen = (value, weights, verifier, (hidden, l2, epochs))
