@@ -13,7 +13,8 @@ last-layer correction (``ml.writer_layer.fit_correction`` / ``apply_correction``
 worker applies), followed, as there, by the vote of near-identical stored drawings
 (``ml.prototypes.adapt`` with ``ml.writer_layer.SAME_DRAWING``).
 
-The rule's numbers (the anchors' weight and the number of gradient steps) are fitted on the
+The rule's numbers (the anchors' weight, per class or per entry, and the number of gradient
+steps, fewest among near ties) are fitted on the
 *fitting* writers (two styles, drawn from one half of the validation rows) and then reported
 on the other writers (other styles from the other half, and the held-out fonts), never tuned
 on what is reported. (The form of the rule, its
@@ -31,7 +32,6 @@ Targets: +15 points after one correction per misread class, +25 after three.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -54,7 +54,11 @@ REPORT_STYLES = [
     ("lean-left-steep", 35.0, 1.0),
 ]
 GAMMAS = (3.0, 10.0, 30.0)  # anchor weight (ml.writer_layer.LayerRule.gamma)
+PER_ENTRY = (3.0, 5.0, 8.0)  # or the anchors' weight per entry of the memory (LayerRule.per_entry)
 STEPS = (60, 120, 240)
+# The fit runs on the inference queue once per memory change, its cost in proportion to the
+# steps: scores this close to the best are a tie, and the tie goes to the fewest steps.
+TIE_POINTS = 0.25
 CORRECTIONS_PER_CLASS = (1, 3)
 HAND_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the hand's share of the posterior (ml.writer_hand.HandRule)
 # Plain writers (their drawings as they are): what the hand and the memory cost an ordinary hand.
@@ -227,15 +231,19 @@ def fit_rule(writers: list[dict], basis):
         gains = [writer_figures(w, rule) for w in writers]
         return float(np.mean([g[f"gain_{k}_points"] for g in gains for k in CORRECTIONS_PER_CLASS]))
 
-    best, grid = None, [("prototypes", *PREVIOUS_RULE, round(score(PrototypeRule(*PREVIOUS_RULE)), 2))]
-    for gamma, steps in itertools.product(GAMMAS, STEPS):
-        rule = SiteRule(replace(DEFAULT_LAYER_RULE, gamma=float(gamma), steps=int(steps)), basis, SAME_DRAWING)
-        value = score(rule)
-        grid.append(("layer", gamma, steps, round(value, 2)))
-        print(f"  fit: gamma {gamma}, steps {steps}: {value:.2f}", flush=True)
-        if best is None or value > best[0]:
-            best = (value, rule)
-    return best[1], best[0], grid
+    grid, tried = [("prototypes", *PREVIOUS_RULE, round(score(PrototypeRule(*PREVIOUS_RULE)), 2))], []
+    layers = [replace(DEFAULT_LAYER_RULE, gamma=float(g), steps=int(n), per_entry=0.0) for g in GAMMAS for n in STEPS]
+    layers += [replace(DEFAULT_LAYER_RULE, per_entry=float(r), steps=int(n)) for r in PER_ENTRY for n in STEPS]
+    for layer in layers:
+        value = score(SiteRule(layer, basis, SAME_DRAWING))
+        weight = f"per entry {layer.per_entry}" if layer.per_entry > 0 else f"gamma {layer.gamma}"
+        grid.append(("layer", weight, layer.steps, round(value, 2)))
+        tried.append((value, layer))
+        print(f"  fit: {weight}, steps {layer.steps}: {value:.2f}", flush=True)
+    top = max(value for value, _ in tried)
+    fewest = min(layer.steps for value, layer in tried if value >= top - TIE_POINTS)
+    value, layer = max((t for t in tried if t[1].steps == fewest), key=lambda t: t[0])
+    return SiteRule(layer, basis, SAME_DRAWING), value, grid
 
 
 def fit_hand_weight(writers: list[tuple[dict, dict]], rule, hand_rule):

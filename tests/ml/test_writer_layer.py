@@ -90,3 +90,29 @@ def test_a_zero_correction_leaves_the_probabilities_as_they_were():
 def test_the_basis_centres_on_the_anchors_mean():
     _, _, basis = a_model_and_its_basis()
     assert np.allclose(basis.mean, basis.anchors.mean(axis=0)) and basis.mean.shape == (D,)
+
+
+def test_anchors_weighed_per_entry_let_one_correction_move_a_class_and_hold_plain_letters_as_the_memory_grows():
+    """The shipped rule's anchors weigh a multiple of the writer's entries: one correction of a
+    drawing very like a 5 moves the writer's class, where a pull fixed per class holds it; and a
+    memory of many drawings still leaves the writer's plain 5s as 5s, where a pull held at one
+    correction's strength lets them go."""
+    from ml.writer_layer import DEFAULT_LAYER_RULE
+
+    assert DEFAULT_LAYER_RULE.per_entry > 0
+    weights, bias, basis = a_model_and_its_basis()
+    rule = replace(RULE, per_entry=DEFAULT_LAYER_RULE.per_entry)
+
+    def taught(rule, theirs, shown):
+        """``shown`` read after the writer taught every drawing of ``theirs`` as a 3."""
+        correction = fit_correction(theirs.astype(np.float16), np.full(len(theirs), 3), basis, rule)
+        return apply_correction(read(shown, weights, bias), shown, correction, basis, rule).argmax(axis=1)
+
+    near = looks_like([5, 40], [0.98, 0.15], n=20, seed=3)
+    assert (taught(rule, near[:1], near) == 3).all()
+    assert (taught(RULE, near[:1], near) == 3).mean() < 0.5  # gamma 3: 186 entries' worth against one
+
+    many, fives = looks_like([5, 40], [0.8, 0.6], n=40, seed=4), looks_like([5], [1.0], n=10, seed=8)
+    weak = replace(RULE, gamma=DEFAULT_LAYER_RULE.per_entry / C)  # per class, at one entry's pull
+    assert (taught(rule, many, fives) == 5).all()
+    assert (taught(weak, many, fives) == 5).sum() < len(fives)
