@@ -244,8 +244,10 @@ def report(name, result, seconds):
     )
 
 
-def objective(result) -> float:
-    return sum(r / max(t, 1) for r, t in result.values())
+def objective(result, word_weight: float = 1.0) -> float:
+    """Each kind's share right, summed; the words' kinds (spaced, at real sizes) counted
+    ``word_weight`` times (bench/word_verifier_holdout.py --word-weight)."""
+    return sum((word_weight if kind in ("word", "cword") else 1.0) * r / max(t, 1) for kind, (r, t) in result.items())
 
 
 def fit(args, images, labels, lexicon, fonts, read):

@@ -70,18 +70,11 @@ def runs_of(cases, reads):
     return features[truth >= 0], truth[truth >= 0]
 
 
-def objective(result: dict, word_weight: float) -> float:
-    """bench/word_segmentation.py's objective (each kind's share right, summed), the words'
-    kinds (spaced, at real sizes) counted ``word_weight`` times: a word split wrongly costs
-    the reader every character after the slip, a pair only its two."""
-    return sum((word_weight if kind in ("word", "cword") else 1.0) * r / max(t, 1) for kind, (r, t) in result.items())
-
-
 def best_weights(verifier, cases, reads, word_weight: float = 1.0):
     best = None
     for cnn, per_character in itertools.product(CNN_FACTORS, PER_CHARACTER):
         weights = CutWeights(per_character=per_character, cut=0.0, join=0.0, wide=0.0, cnn=cnn, verifier=1.0)
-        value = objective(ws.measure(ws.run(reads, weights, verifier)[0], cases), word_weight)
+        value = ws.objective(ws.measure(ws.run(reads, weights, verifier)[0], cases), word_weight)
         if best is None or value > best[0]:
             best = (value, weights)
     return best

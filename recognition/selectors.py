@@ -54,14 +54,22 @@ def model_version_list() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("parent").order_by("-created_at")
 
 
-def _visible(qs: QuerySet, *, user, client_id: str, permission: str) -> QuerySet:
-    """Staff who hold ``permission`` (the admin's view permission) see everything, a signed-in
-    user their own, an anonymous visitor their session's."""
+def _own(qs: QuerySet, *, user, client_id: str) -> QuerySet:
+    """The caller's own rows of ``qs``: a signed-in user's by owner, an anonymous visitor's by
+    their session's client id, nobody's without either."""
     if user is not None and user.is_authenticated:
-        return qs if staff_has_perm(user, permission) else qs.filter(owner=user)
+        return qs.filter(owner=user)
     if not client_id:
         return qs.none()
     return qs.filter(owner__isnull=True, client_id=client_id)
+
+
+def _visible(qs: QuerySet, *, user, client_id: str, permission: str) -> QuerySet:
+    """Staff who hold ``permission`` (the admin's view permission) see everything, anyone else
+    their own (``_own``)."""
+    if user is not None and user.is_authenticated and staff_has_perm(user, permission):
+        return qs
+    return _own(qs, user=user, client_id=client_id)
 
 
 def _get_visible(qs: QuerySet, object_id, what: str) -> Model:
@@ -121,12 +129,7 @@ def word_get_visible(*, word_id, user, client_id: str) -> Word:
 def writer_memory_list_own(*, user, client_id: str) -> QuerySet[WriterMemoryEntry]:
     """The caller's own memory, newest first: a signed-in user's by owner, a visitor's by their
     client id, as for submissions. Nobody, staff included, lists another writer's here."""
-    if user is not None and user.is_authenticated:
-        qs = WriterMemoryEntry.objects.filter(owner=user)
-    elif client_id:
-        qs = WriterMemoryEntry.objects.filter(owner__isnull=True, client_id=client_id)
-    else:
-        qs = WriterMemoryEntry.objects.none()
+    qs = _own(WriterMemoryEntry.objects.all(), user=user, client_id=client_id)
     return qs.select_related("submission").only(
         "id", "label", "model_version_id", "created_at", "correction_id", "submission__id", "submission__input28"
     )
@@ -135,11 +138,7 @@ def writer_memory_list_own(*, user, client_id: str) -> QuerySet[WriterMemoryEntr
 def writer_adaptation_list_own(*, user, client_id: str) -> QuerySet[WriterAdaptation]:
     """What the caller's memory was worked into (one row per model version), by the same
     ownership as ``writer_memory_list_own``."""
-    if user is not None and user.is_authenticated:
-        return WriterAdaptation.objects.filter(owner=user)
-    if client_id:
-        return WriterAdaptation.objects.filter(owner__isnull=True, client_id=client_id)
-    return WriterAdaptation.objects.none()
+    return _own(WriterAdaptation.objects.all(), user=user, client_id=client_id)
 
 
 def writer_memory_get_own(*, entry_id, user, client_id: str) -> WriterMemoryEntry:
